@@ -1,0 +1,70 @@
+"""`fer-ros bench`: run benchmark sections, print one table, write JSON.
+
+Each section is a module in this package with ``run(args) -> list[dict]``; a row has
+"section", "case" and measured fields (times in ms unless the key says otherwise).
+"""
+
+import importlib
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+SECTIONS = ("train", "classifier", "frame", "replay")
+
+
+def add_arguments(p):
+    p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
+                   help=f"which to run: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--json", default="bench.json", help="write the results here (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=50, help="timed repetitions per case (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and smaller data, for a smoke run")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import os
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def timeit(fn, repeat: int, warmup: int = 3) -> dict:
+    """Median, p90 and min of `repeat` calls of fn(), in ms."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "min_ms": float(np.min(t))}
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r.get(k, "")) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run(args) -> int:
+    rows = []
+    for name in args.sections or SECTIONS:
+        rows += importlib.import_module(f"fer_ros.bench.{name}").run(args)
+    print_table(rows)
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}, f, indent=1)
+    print(f"wrote {args.json}")
+    return 0

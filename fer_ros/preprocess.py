@@ -1,0 +1,28 @@
+"""The one function that turns grey face crops into model input, for training and inference.
+
+Train/serve skew is the classic facial-expression bug: training (`fer_ros.data`), the
+runtime pipeline and export all call `to_input`, and model files record `NORMALIZATION`
+so a backend can check it was trained the same way.
+"""
+
+import cv2
+import numpy as np
+
+INPUT_SIZE = 48
+#: model input = (grey - mean) / std, grey in 0..255
+NORMALIZATION = {"mean": 0.0, "std": 255.0}
+
+
+def to_input(crops, size: int = INPUT_SIZE, mean: float = NORMALIZATION["mean"],
+             std: float = NORMALIZATION["std"]) -> np.ndarray:
+    """Grey uint8 crops, (N, H, W) array or list of (H, W), to float32 (N, 1, size, size)."""
+    if isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.shape[1:] == (size, size):
+        batch = crops
+    else:
+        batch = np.stack([c if c.shape == (size, size)
+                          else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+                          for c in crops]) if len(crops) else np.zeros((0, size, size), np.uint8)
+    out = batch.astype(np.float32)[:, None]
+    out -= mean
+    out *= 1.0 / std
+    return out

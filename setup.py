@@ -1,0 +1,27 @@
+"""pip install of the ROS-free library and the `fer-ros` CLI.
+
+Under colcon the package is built by CMakeLists.txt instead (see README, "Building with colcon").
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fer_ros",
+    version="0.1.0",
+    description="Facial expression recognition for ROS 2 robots and virtual agents (Chowanda 2021 ARCH-1)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fer_ros", "fer_ros.*"]),
+    package_data={"fer_ros": ["weights/*"]},
+    install_requires=["numpy>=1.23", "opencv-python>=4.8,<5", "onnxruntime>=1.16", "PyYAML>=6", "tqdm>=4.60"],
+    extras_require={
+        # torch: install torch==2.13.0 first on machines with a local CPU wheel (see README)
+        "train": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1"],
+        "bag": ["rosbags>=0.10", "matplotlib>=3.6"],
+        "dev": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1", "rosbags>=0.10",
+                "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["fer-ros = fer_ros.cli:main"]},
+)

@@ -1,0 +1,26 @@
+"""Shared fixtures: where ../shared is, and skips with a reason when it or a tool is absent."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FER2013 = SHARED / "data" / "fer2013" / "fer2013.csv.gz"
+FERPLUS = SHARED / "data" / "ferplus" / "fer2013new.csv"
+YUNET = SHARED / "models" / "face_detection_yunet_2023mar.onnx"
+FACES = SHARED / "samples" / "faces"
+VIDEOS = SHARED / "samples" / "video"
+
+
+def need(path: Path) -> Path:
+    """Skip the test when a file from ../shared is absent (a user's fresh clone has none)."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is only beside the project in CI and dev machines)")
+    return path
+
+
+def need_module(name: str, why: str = "") -> None:
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed{': ' + why if why else ''}")
