@@ -263,7 +263,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
         "arch": cfg.arch, "classes": list(classes), "input_size": INPUT_SIZE, "in_channels": 1,
         "normalization": NORMALIZATION, "params": {"trainable": trainable, "total": total},
         "data": {"train": train_set.source, "n_train": len(train_set), "val": val_set.source, "n_val": len(val_set)},
-        "config": asdict(cfg), "git_commit": git_commit(), "torch": torch.__version__,
+        "config": asdict(cfg), "git_commit": git_commit(), "torch": str(torch.__version__),
         "bf16": use_bf16, "processes": world,
     }
     if main:
@@ -293,7 +293,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == hard).sum().item()
             seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}",
+                            refresh=False)
         # validation on this rank's shard, then all-reduce so every rank agrees
         cm, val_loss = evaluate_logits(model, x_val[rank::world], y_val[rank::world], len(classes), 512,
                                        cfg.tta_flip, amp)

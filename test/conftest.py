@@ -24,3 +24,23 @@ def need(path: Path) -> Path:
 def need_module(name: str, why: str = "") -> None:
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"{name} is not installed{': ' + why if why else ''}")
+
+
+def write_fer_csv(path: Path, labels, usages=None, seed: int = 0, bad_rows: dict | None = None) -> Path:
+    """A FER2013-format CSV (gzip when path ends in .gz) of random 48x48 crops; bad_rows: {index: line}."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for i, label in enumerate(labels):
+        px = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+        usage = usages[i] if usages else "Training"
+        lines.append((bad_rows or {}).get(i, f"{label},{px},{usage}"))
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path

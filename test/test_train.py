@@ -1,0 +1,70 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import FER2013, ROOT, need, write_fer_csv
+
+torch = pytest.importorskip("torch", reason="training extras (torch) not installed")
+
+from fer_ros import checkpoint  # noqa: E402
+from fer_ros.errors import ModelFileError  # noqa: E402
+from fer_ros.train import TrainConfig, train  # noqa: E402
+
+QUICK = dict(optimizer="adam", lr=2e-3, schedule="constant", warmup_epochs=0, batch_size=32, dropout=0.0,
+             rotation=0, shift=0, zoom=0, hflip=False, bf16="off")
+
+
+def test_short_real_run_loss_falls_and_checkpoints_describe_themselves(tmp_path):
+    cfg = TrainConfig(data=str(need(FER2013)), max_rows=400, epochs=3, **QUICK)
+    best = train(cfg, tmp_path)
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert best["val_accuracy"] > 1 / 7  # above chance after 1,200 steps of real data
+    for name in ("best.pt", "last.pt", "curves.png", "confusion.png", "best_report.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    model, meta = checkpoint.load_model(tmp_path / "best.pt")
+    assert meta["arch"] == "arch1" and len(meta["classes"]) == 7 and meta["input_size"] == 48
+    assert meta["metrics"]["val_accuracy"] == best["val_accuracy"]
+    assert meta["config"]["max_rows"] == 400 and "git_commit" in meta
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(64)], ["Training"] * 48 + ["PublicTest"] * 16)
+    cfg = TrainConfig(data=str(csv), epochs=1, **QUICK)
+    train(cfg, tmp_path / "run")
+    cfg.epochs = 2
+    train(cfg, tmp_path / "run", resume=True)
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_tampered_checkpoint_is_refused(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(40)], ["Training"] * 32 + ["PublicTest"] * 8)
+    train(TrainConfig(data=str(csv), epochs=1, **QUICK), tmp_path)
+    blob = torch.load(tmp_path / "best.pt", weights_only=True)
+    blob["state_dict"]["head.1.bias"] += 1
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="checksum"):
+        checkpoint.load(tmp_path / "bad.pt")
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="trunc.pt: not a readable"):
+        checkpoint.load(tmp_path / "trunc.pt")
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(96)], ["Training"] * 64 + ["PublicTest"] * 32)
+    config = tmp_path / "c.yaml"
+    config.write_text("\n".join(f"{k}: {v}" for k, v in {**QUICK, "data": str(csv), "epochs": 2}.items()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "fer_ros", "train", "--config", str(config), "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 process(es)" in done.stdout
+    history = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and history[0]["val_accuracy"] >= 0
+    _, meta = checkpoint.load_model(tmp_path / "ddp" / "last.pt")
+    assert meta["processes"] == 2
