@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from .errors import ModelFileError
+from .modelfile import REQUIRED_METADATA
 from .models import build_model
 
 FORMAT = "fer_ros.checkpoint/1"
-REQUIRED_METADATA = ("arch", "classes", "input_size", "in_channels", "normalization")
 
 
 def state_dict_sha256(state_dict: dict) -> str:

@@ -1,0 +1,20 @@
+# The two set-up commands of the README: `make demo` runs the main job, `make test` the tests.
+# Each installs what it needs. PY selects the interpreter (default: python3).
+PY ?= python3
+SHARED ?= ../shared
+
+.PHONY: install dev test demo
+
+install:  ## runtime: numpy, OpenCV, ONNX Runtime (no torch)
+	$(PY) -m pip install -q -e .
+
+dev:  ## training, export, bags and test tools; torch 2.13.0 first so nothing pulls a newer build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+
+test: dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+demo: install  ## the face pipeline on a real clip: one JSON line per frame and an annotated video
+	$(PY) -m fer_ros infer $(SHARED)/samples/video/pyfeat_single_face.mp4 --save demo.mp4

@@ -1,0 +1,87 @@
+"""`fer-ros evaluate`: score a model file on FER2013 / FER+ CSVs or an image folder."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .data import Dataset, load_dataset
+from .errors import DataError
+from .metrics import classification_report, format_report
+from .preprocess import to_input
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", help="checkpoint (.pt), ONNX or TensorRT engine (default: the shipped model)")
+    p.add_argument("--data", required=True,
+                   help="FER2013 CSV (.csv/.csv.gz), FER+ votes CSV (with --pixels) or a folder of class folders")
+    p.add_argument("--split", help="CSV Usage split, e.g. PublicTest (default: every row)")
+    p.add_argument("--pixels", help="FER2013 CSV holding the pixels, when --data is the FER+ votes CSV")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
+                   help="inference backend (default: from the model file's suffix)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--flip", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N images (0 = all)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad CSV rows instead of stopping")
+    p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix plot here")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+
+
+def predict(backend, crops: np.ndarray, flip: bool = False, batch: int = 256, progress: bool = True) -> np.ndarray:
+    """Class probabilities for grey crops (N, H, W), batched; optionally mirror-averaged."""
+    out = []
+    for i in tqdm(range(0, len(crops), batch), desc="scoring", unit="batch", disable=not progress, leave=False):
+        x = to_input(crops[i:i + batch], backend.input_size, **backend.normalization)
+        p = backend.predict(x)
+        if flip:
+            p = (p + backend.predict(np.ascontiguousarray(x[..., ::-1]))) / 2
+        out.append(p)
+    return np.concatenate(out) if out else np.zeros((0, len(backend.classes)), np.float32)
+
+
+def to_model_labels(data: Dataset, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, Counter]:
+    """Map the dataset's labels to the model's class indices; drop (and count) classes it lacks."""
+    lookup = np.array([classes.index(c) if c in classes else -1 for c in data.classes])
+    y = lookup[data.labels]
+    skipped = Counter({f"class unknown to the model: {data.classes[i]}": int(n)
+                       for i, n in enumerate(np.bincount(data.labels[y < 0], minlength=len(data.classes))) if n})
+    return np.flatnonzero(y >= 0), y[y >= 0], skipped
+
+
+def evaluate(model: str | None, data: str, split: str | None = None, pixels: str | None = None,
+             backend: str = "auto", device: str = "cpu", flip: bool = False, limit: int = 0,
+             skip_bad: bool = False, progress: bool = True) -> dict:
+    """The classification report of `model` on `data`, with what was skipped and why."""
+    from .inference import load_backend
+
+    net = load_backend(model, backend, device)
+    dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=tuple(net.classes))
+    keep, y, skipped = to_model_labels(dataset, tuple(net.classes))
+    if limit:
+        keep, y = keep[:limit], y[:limit]
+    if len(keep) == 0:
+        raise DataError(f"{data}: no image has a class the model knows ({', '.join(net.classes)})")
+    probs = predict(net, dataset.images[keep], flip=flip, progress=progress)
+    report = classification_report(y, probs.argmax(1), tuple(net.classes))
+    report["skipped"] = dict(dataset.skipped + skipped)
+    report.update(model=str(model or "shipped default"), data=str(data), split=split, flip=flip)
+    return report
+
+
+def run(args) -> int:
+    report = evaluate(args.model, args.data, args.split, args.pixels, args.backend, args.device, args.flip,
+                      args.limit, args.skip_bad)
+    print(format_report(report))
+    if report["skipped"]:
+        print("skipped: " + ", ".join(f"{n} ({why})" for why, n in report["skipped"].items()))
+    if args.confusion:
+        from .plots import plot_confusion
+
+        plot_confusion(report["confusion"], report["classes"], args.confusion,
+                       f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")
+        print(f"wrote {args.confusion}")
+    if args.json:
+        print(json.dumps(report))
+    return 0

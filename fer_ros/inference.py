@@ -1,0 +1,263 @@
+"""Classifier backends behind one interface: all faces of a frame in one batched call.
+
+- ``onnxruntime`` (default): ``.onnx`` on the CPU, or on CUDA / TensorRT execution providers
+  (device ``cuda[:N]`` / ``tensorrt[:N]``) when onnxruntime-gpu is installed.
+- ``torch``: ``.pt`` checkpoints on CPU or CUDA, for development (needs torch).
+- ``tensorrt``: a serialized ``.engine`` / ``.plan`` with its JSON sidecar (needs TensorRT >= 8.6
+  and cuda-python for device memory).
+
+Every backend takes float32 (N, C, H, W) from `fer_ros.preprocess.to_input` and returns
+float32 (N, n_classes) probabilities; model files are verified when loaded (`fer_ros.modelfile`).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from . import modelfile
+from .errors import FerRosError, ModelFileError
+
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "fer2013_arch1.onnx"
+#: batch sizes the TensorRT execution provider builds its engine for (min, opt, max)
+TRT_EP_BATCH = (1, 8, 32)
+
+
+class Backend:
+    """A loaded model: `predict` maps (N, C, H, W) float32 input to (N, n_classes) probabilities."""
+
+    name = ""
+
+    def __init__(self, path: Path, metadata: dict):
+        self.path = Path(path)
+        self.metadata = metadata
+        self.classes: tuple[str, ...] = tuple(metadata["classes"])
+        self.input_size: int = metadata["input_size"]
+        self.in_channels: int = metadata["in_channels"]
+        self.normalization: dict = dict(metadata["normalization"])
+        self.max_batch: int | None = None  # larger batches are split
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        want = (self.in_channels, self.input_size, self.input_size)
+        if batch.ndim != 4 or batch.shape[1:] != want:
+            raise ValueError(f"{self.name} backend: input of shape {batch.shape}, expected (N, {want[0]}, {want[1]}, "
+                             f"{want[2]})")
+        if not len(batch):
+            return np.zeros((0, len(self.classes)), np.float32)
+        step = self.max_batch or len(batch)
+        parts = [self._run(batch[i:i + step]) for i in range(0, len(batch), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path.name} classes={len(self.classes)} input={self.input_size}>"
+
+
+def parse_device(device: str, kinds: tuple[str, ...]) -> tuple[str, int]:
+    """'cpu', 'cuda', 'cuda:1', 'tensorrt:0' -> (kind, index), kind limited to `kinds`."""
+    kind_, _, index = device.strip().lower().partition(":")
+    if kind_ not in kinds or (index and not index.isdigit()) or (kind_ == "cpu" and index):
+        choices = ", ".join(k if k == "cpu" else k + "[:N]" for k in kinds)
+        raise FerRosError(f"device {device!r} is not one of: {choices}")
+    return kind_, int(index or 0)
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime, tuned for small batches on few cores (sequential, `threads` intra-op threads)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 1):
+        import onnxruntime as ort
+
+        kind_, index = parse_device(device, ("cpu", "cuda", "tensorrt"))
+        providers = self._providers(ort, kind_, index, path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # idle worker threads must not spin: they would steal the cores the face detector needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only
+        self.session, meta = modelfile.open_onnx(path, options, providers)
+        if self.session.get_providers()[0] != providers[0][0]:
+            raise FerRosError(f"onnxruntime could not start {providers[0][0]} for device {device!r} "
+                              f"(it fell back to {self.session.get_providers()[0]}); check the CUDA/TensorRT install")
+        super().__init__(path, meta)
+        self.input_name = self.session.get_inputs()[0].name
+
+    @staticmethod
+    def _providers(ort, kind_: str, index: int, path: Path) -> list[tuple[str, dict]]:
+        cpu = ("CPUExecutionProvider", {})
+        if kind_ == "cpu":
+            return [cpu]
+        cuda = ("CUDAExecutionProvider", {"device_id": index})
+        wanted = [cuda, cpu]
+        if kind_ == "tensorrt":
+            meta = modelfile.read_metadata(path)
+            size = f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']}"
+            shapes = [f"input:{b}x{size}" for b in TRT_EP_BATCH]
+            cache = Path.home() / ".cache" / "fer_ros" / "ort_tensorrt"
+            cache.mkdir(parents=True, exist_ok=True)
+            wanted.insert(0, ("TensorrtExecutionProvider", {
+                "device_id": index, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache), "trt_profile_min_shapes": shapes[0],
+                "trt_profile_opt_shapes": shapes[1], "trt_profile_max_shapes": shapes[2]}))
+        available = ort.get_available_providers()
+        if wanted[0][0] not in available:
+            raise FerRosError(f"device {kind_} needs {wanted[0][0]}, which this onnxruntime lacks (it has "
+                              f"{', '.join(available)}); install onnxruntime-gpu or use device cpu")
+        return wanted
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TorchBackend(Backend):
+    """PyTorch on CPU or CUDA: the checkpoint's model followed by softmax (`fer_ros.models.Classifier`)."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        import torch
+
+        from .checkpoint import load_model
+        from .models import Classifier
+
+        kind_, index = parse_device(device, ("cpu", "cuda"))
+        if kind_ == "cuda" and not torch.cuda.is_available():
+            raise FerRosError(f"device {device!r}: this torch has no CUDA device; use device cpu")
+        self.device = torch.device(kind_, index) if kind_ == "cuda" else torch.device("cpu")
+        model, meta = load_model(path, map_location=str(self.device))
+        super().__init__(path, modelfile.check_metadata(meta, path))
+        self.model = Classifier(model).eval().to(self.device)
+        self._torch = torch
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.model(self._torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+
+def _cudart():
+    """cuda-python's runtime module (``cuda.bindings.runtime``, or ``cuda.cudart`` before 12.6)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        try:
+            from cuda import cudart as runtime
+        except ImportError:
+            raise FerRosError("the tensorrt backend needs cuda-python: pip install cuda-python") from None
+    return runtime
+
+
+def _check(result):
+    """Unpack a cuda-python call's (error, value...) tuple, raising on error."""
+    err, *values = result
+    if getattr(err, "value", err) != 0:  # cudaError_t.cudaSuccess
+        raise RuntimeError(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else values or None
+
+
+class TensorRTBackend(Backend):
+    """A serialized TensorRT engine (named-tensor API of TensorRT >= 8.6) on one GPU."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path, device: str = "cuda"):
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise FerRosError("the tensorrt backend needs TensorRT's Python module (JetPack's python3-libnvinfer "
+                              "or pip install tensorrt); or use backend onnxruntime") from None
+        _, index = parse_device(device, ("cuda",))
+        self._cudart = cudart = _cudart()
+        data, meta, side = modelfile.read_engine(path)
+        super().__init__(path, meta)
+        _check(cudart.cudaSetDevice(index))
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            raise ModelFileError(f"{path}: TensorRT {trt.__version__} cannot load this engine (built with TensorRT "
+                                 f"{side.get('tensorrt')}); engines are specific to a GPU and TensorRT version: "
+                                 "rebuild it here with `fer-ros export MODEL.onnx --format tensorrt`")
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{path}: expected one input and one output tensor, found {names}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        for name in names:
+            if self._engine.get_tensor_dtype(name) != trt.float32:
+                raise ModelFileError(f"{path}: tensor {name} is {self._engine.get_tensor_dtype(name)}, not float32")
+        modelfile.check_io(meta, tuple(self._engine.get_tensor_shape(self.input_name)),
+                           tuple(self._engine.get_tensor_shape(self.output_name)), path)
+        self.max_batch = int(self._engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self._context = self._engine.create_execution_context()
+        per_face = self.in_channels * self.input_size ** 2
+        self._d_in = _check(cudart.cudaMalloc(self.max_batch * per_face * 4))
+        self._d_out = _check(cudart.cudaMalloc(self.max_batch * len(self.classes) * 4))
+        self._stream = _check(cudart.cudaStreamCreate())
+        self._context.set_tensor_address(self.input_name, int(self._d_in))
+        self._context.set_tensor_address(self.output_name, int(self._d_out))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        out = np.empty((len(batch), len(self.classes)), np.float32)
+        if not self._context.set_input_shape(self.input_name, batch.shape):
+            raise RuntimeError(f"TensorRT rejected input shape {batch.shape}")
+        _check(cudart.cudaMemcpyAsync(self._d_in, batch, batch.nbytes,
+                                      cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise RuntimeError("TensorRT execution failed")
+        _check(cudart.cudaMemcpyAsync(out, self._d_out, out.nbytes,
+                                      cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        _check(cudart.cudaStreamSynchronize(self._stream))
+        return out
+
+    def __del__(self):
+        cudart = getattr(self, "_cudart", None)
+        if cudart is not None and hasattr(self, "_stream"):
+            cudart.cudaFree(self._d_in)
+            cudart.cudaFree(self._d_out)
+            cudart.cudaStreamDestroy(self._stream)
+
+
+def load_backend(model: str | Path | None = None, backend: str = "onnxruntime", device: str = "cpu",
+                 threads: int = 1) -> Backend:
+    """Load and verify a model file for `backend`; model None is the shipped default model.
+
+    backend "auto" picks the one for the file type: .onnx onnxruntime, .pt torch, .engine/.plan tensorrt.
+
+    `threads` sets onnxruntime's intra-op threads on the CPU. Raises ModelFileError for a
+    missing, corrupt or mismatched file and FerRosError for an unusable backend or device.
+    """
+    if backend != "auto" and backend not in BACKENDS:
+        raise FerRosError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelFileError(f"no default model is shipped yet ({DEFAULT_MODEL} is absent): pass --model "
+                                 "with a .onnx file made by `fer-ros export`")
+        model = DEFAULT_MODEL
+    path = Path(model)
+    kind_ = modelfile.kind(path)
+    backend = _backend_for(kind_) if backend == "auto" else backend
+    wanted = {"onnxruntime": "onnx", "torch": "pt", "tensorrt": "engine"}[backend]
+    if kind_ != wanted:
+        hint = {("onnxruntime", "pt"): f"convert it with `fer-ros export {path}` first",
+                ("tensorrt", "pt"): f"build an engine with `fer-ros export {path} --format tensorrt`",
+                ("tensorrt", "onnx"): f"build an engine with `fer-ros export {path} --format tensorrt`"}
+        raise ModelFileError(f"{path}: the {backend} backend loads .{'engine/.plan' if wanted == 'engine' else wanted} "
+                             f"files; {hint.get((backend, kind_), f'use backend {_backend_for(kind_)} for it')}")
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(path, device, threads)
+    if backend == "torch":
+        return TorchBackend(path, device)
+    return TensorRTBackend(path, "cuda" if device == "cpu" else device)
+
+
+def _backend_for(kind_: str) -> str:
+    return {"onnx": "onnxruntime", "pt": "torch", "engine": "tensorrt"}[kind_]
