@@ -14,12 +14,14 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["fer_ros", "fer_ros.*"]),
-    package_data={"fer_ros": ["weights/*"]},
+    # the shipped models, and the .msg definitions replay needs to write bags without ROS
+    package_data={"fer_ros": ["weights/*", "interfaces/*.msg", "interfaces/**/*.msg"]},
     install_requires=["numpy>=1.23", "opencv-python>=4.8,<5", "onnxruntime>=1.16", "PyYAML>=6", "tqdm>=4.60"],
     extras_require={
         # torch: install torch==2.13.0 first on machines with a local CPU wheel (see README)
         "train": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1"],
         "bag": ["rosbags>=0.10", "matplotlib>=3.6"],
+        "tensorrt": ["cuda-python>=12"],  # TensorRT itself comes with JetPack or NVIDIA's pip index
         "dev": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1", "rosbags>=0.10",
                 "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5"],
     },

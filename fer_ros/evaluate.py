@@ -10,7 +10,6 @@ from tqdm import tqdm
 from .data import Dataset, load_dataset
 from .errors import DataError
 from .metrics import classification_report, format_report
-from .preprocess import to_input
 
 
 def add_arguments(p) -> None:
@@ -30,14 +29,9 @@ def add_arguments(p) -> None:
 
 
 def predict(backend, crops: np.ndarray, flip: bool = False, batch: int = 256, progress: bool = True) -> np.ndarray:
-    """Class probabilities for grey crops (N, H, W), batched; optionally mirror-averaged."""
-    out = []
-    for i in tqdm(range(0, len(crops), batch), desc="scoring", unit="batch", disable=not progress, leave=False):
-        x = to_input(crops[i:i + batch], backend.input_size, **backend.normalization)
-        p = backend.predict(x)
-        if flip:
-            p = (p + backend.predict(np.ascontiguousarray(x[..., ::-1]))) / 2
-        out.append(p)
+    """Class probabilities for grey crops (N, H, W), in batches with a progress bar."""
+    out = [backend.classify(crops[i:i + batch], flip) for i in
+           tqdm(range(0, len(crops), batch), desc="scoring", unit="batch", disable=not progress, leave=False)]
     return np.concatenate(out) if out else np.zeros((0, len(backend.classes)), np.float32)
 
 

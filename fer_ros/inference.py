@@ -16,6 +16,7 @@ import numpy as np
 
 from . import modelfile
 from .errors import FerRosError, ModelFileError
+from .preprocess import to_input
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "fer2013_arch1.onnx"
@@ -48,6 +49,20 @@ class Backend:
         step = self.max_batch or len(batch)
         parts = [self._run(batch[i:i + step]) for i in range(0, len(batch), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def classify(self, crops, flip: bool = False) -> np.ndarray:
+        """Grey uint8 face crops (N, H, W) -> (N, n_classes) probabilities, in one batch.
+
+        flip=True averages each face with its mirror image (one batch of 2N): about +1 point of
+        FER2013 accuracy for twice the classifier time.
+        """
+        x = to_input(crops, self.input_size, self.normalization["mean"], self.normalization["std"])
+        if not len(x):
+            return np.zeros((0, len(self.classes)), np.float32)
+        if not flip:
+            return self.predict(x)
+        p = self.predict(np.concatenate([x, x[..., ::-1]]))
+        return (p[:len(x)] + p[len(x):]) / 2
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -44,3 +44,21 @@ def write_fer_csv(path: Path, labels, usages=None, seed: int = 0, bad_rows: dict
     else:
         path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    """The shipped model (its .pt beside it), else a random ARCH-1 exported once per session."""
+    from fer_ros.inference import DEFAULT_MODEL
+
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    path = tmp_path_factory.getbasetemp() / "random_arch1.onnx"
+    if not path.is_file():
+        need_module("torch", "the test model is exported from PyTorch")
+        need_module("onnx", "the test model is exported to ONNX")
+        from fer_ros.bench.classifier import random_checkpoint
+        from fer_ros.export import export_onnx
+
+        export_onnx(random_checkpoint(path.with_suffix(".pt")), path)
+    return path

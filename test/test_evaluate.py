@@ -6,17 +6,7 @@ from conftest import write_fer_csv
 
 from fer_ros.cli import main
 
-pytest.importorskip("torch", reason="making a model file for the test needs torch")
-
-from fer_ros.bench.classifier import random_checkpoint  # noqa: E402
-from fer_ros.export import export_onnx  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    export_onnx(random_checkpoint(d / "m.pt"), d / "m.onnx")
-    return d / "m.onnx"
+pytest.importorskip("torch", reason="the torch backend and test model need torch")
 
 
 def test_evaluate_json_report_on_a_fer2013_csv(tmp_path, onnx_model, capsys):

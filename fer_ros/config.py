@@ -1,0 +1,164 @@
+"""Every face-pipeline parameter in one dataclass, with the metadata the ROS node declares them with.
+
+Each field's metadata holds "description", "dynamic" (may change while running, through
+`Pipeline.update_config` or a ROS parameter set) and either "range": (lo, hi) or "choices".
+`load_config` reads a ROS 2 parameters file (config/fer.yaml); keys the pipeline does not know
+(topics, QoS, ...) belong to the node and are ignored here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import FerRosError
+
+#: the node whose section of a parameters file `load_config` reads (besides the "/**" wildcard)
+NODE_NAME = "fer_node"
+
+
+class ConfigError(FerRosError):
+    """A parameter is unknown, of the wrong type or out of range."""
+
+
+def _param(default, description: str, dynamic: bool = True, range=None, choices=None):
+    meta = {"description": description, "dynamic": dynamic}
+    if range is not None:
+        meta["range"] = range
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class PipelineConfig:
+    detector: str = _param("haar", "face detector: haar (built in) or yunet (needs detector_model)",
+                           choices=("haar", "yunet"))
+    detector_model: str | None = _param(None, "YuNet ONNX file (face_detection_yunet_2023mar.onnx); empty for haar")
+    detection_size: int = _param(320, "detect on a copy whose longer side is at most this many pixels (0 = full "
+                                      "size); smaller is faster but misses small faces", range=(0, 4096))
+    detection_score: float = _param(0.6, "YuNet: minimum face confidence (Haar: see haar_min_neighbors)",
+                                    range=(0.0, 1.0))
+    detection_period_s: float = _param(0.2, "scan the whole frame for new faces this often (s, by the image stamps); "
+                                            "in between, Haar looks only near tracked faces (0 = every frame)",
+                                       range=(0.0, 10.0))
+    haar_scale_factor: float = _param(1.15, "Haar image pyramid step; larger is faster, finds fewer faces",
+                                      range=(1.01, 2.0))
+    haar_min_neighbors: int = _param(3, "Haar: overlapping raw detections needed for a face; larger, fewer false "
+                                        "faces", range=(1, 20))
+    haar_eyes: bool = _param(True, "Haar: search eyes in each face to level them (YuNet always has landmarks)")
+    min_face_size: int = _param(32, "faces whose box is smaller than this (shorter side, source pixels) are "
+                                    "counted but not classified", range=(0, 4096))
+    align: bool = _param(True, "rotate crops so the eyes are level when landmarks are known")
+    margin: float = _param(0.0, "widen the face crop by this fraction of its side on each side (0 = FER2013 "
+                                "framing)", range=(-0.2, 0.5))
+    backend: str = _param("onnxruntime", "inference backend", dynamic=False,
+                          choices=("onnxruntime", "torch", "tensorrt"))
+    model: str | None = _param(None, "model file (.onnx, .pt, .engine); empty for the shipped ARCH-1 model",
+                               dynamic=False)
+    device: str = _param("cpu", "inference device: cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT "
+                                "provider)", dynamic=False)
+    flip_average: bool = _param(True, "average each face with its mirror image: about +1 point of accuracy "
+                                      "for twice the classifier time (~0.5 ms per face)")
+    confidence_threshold: float = _param(0.4, "below this smoothed probability the label is 'unknown'",
+                                         range=(0.0, 1.0))
+    smoothing_tau_s: float = _param(0.3, "time constant (s) of the per-face probability average (0 = none)",
+                                    range=(0.0, 60.0))
+    track_iou: float = _param(0.3, "minimum box overlap (IoU) to continue a face's track", range=(0.0, 1.0))
+    track_max_distance: float = _param(0.5, "else continue it if the centres are within this many face sizes",
+                                       range=(0.0, 5.0))
+    track_max_missed: int = _param(5, "frames a face may go undetected before its id is dropped",
+                                   range=(0, 1000))
+    track_min_hits: int = _param(2, "frames in a row a new face must be seen before it is reported",
+                                 range=(1, 100))
+
+    def __post_init__(self):
+        for name in ("detector_model", "model"):  # ROS parameters cannot be None: "" means unset
+            if getattr(self, name) == "":
+                setattr(self, name, None)
+        for f in dataclasses.fields(self):
+            reason = validate(f.name, getattr(self, f.name))
+            if reason:
+                raise ConfigError(reason)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+#: each parameter's value type (str for the optional file paths, where "" means unset)
+TYPES = {name: {"bool": bool, "int": int, "float": float}.get(f.type, str) for name, f in FIELDS.items()}
+
+
+def validate(name: str, value) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None if it is."""
+    f = FIELDS.get(name)
+    if f is None:
+        return f"unknown pipeline parameter {name!r}"
+    optional = f.type == "str | None"
+    kind = {float: (int, float), str: (str, type(None)) if optional else str}.get(TYPES[name], TYPES[name])
+    if (isinstance(value, bool) and TYPES[name] is not bool) or not isinstance(value, kind):
+        return f"{name} must be {f.type.replace(' | None', ' or empty')}, not {value!r}"
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        return f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}"
+    if "range" in meta and not meta["range"][0] <= value <= meta["range"][1]:
+        return f"{name} must be within {meta['range'][0]}..{meta['range'][1]}, not {value!r}"
+    return None
+
+
+def coerce(name: str, value):
+    """A parameter value as its field's type where that is lossless (int -> float, "" -> None)."""
+    f = FIELDS.get(name)
+    if f is not None and f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if f is not None and f.type == "str | None" and value == "":
+        return None
+    return value
+
+
+def load_config(path: str | Path | None = None, **overrides) -> PipelineConfig:
+    """Defaults, updated from a ROS 2 parameters file (its "/**" and NODE_NAME sections), then `overrides`."""
+    values = read_parameters(path) if path is not None else {}
+    values = {k: v for k, v in values.items() if k in FIELDS}
+    values.update(overrides)
+    for name, value in values.items():
+        reason = validate(name, coerce(name, value))
+        if reason:
+            raise ConfigError(f"{path}: {reason}" if path is not None and name not in overrides else reason)
+    return PipelineConfig(**{k: coerce(k, v) for k, v in values.items()})
+
+
+def read_parameters(path: str | Path) -> dict:
+    """Flat {name: value} from a parameters file: `/**:` and `fer_node:` sections (nested keys dot-joined);
+    a file without `ros__parameters` is read as the parameters themselves."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the parameters file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters, found {type(data).__name__}")
+    sections = [v["ros__parameters"] for k, v in data.items()
+                if isinstance(v, dict) and "ros__parameters" in v
+                and (k == "/**" or str(k).rstrip("/").rsplit("/", 1)[-1] == NODE_NAME)]
+    if not sections and not any(isinstance(v, dict) and "ros__parameters" in v for v in data.values()):
+        sections = [data]
+    params = {}
+    for section in sections:
+        params.update(_flatten(section or {}))
+    return params
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,156 @@
+"""`fer-ros infer SOURCE`: run the face pipeline on an image, a folder of images, a video or a camera.
+
+Prints one JSON line per frame on stdout (progress goes to stderr); --save writes annotated output.
+Still images are independent: tracks are reset for each and a face is reported on first sight.
+"""
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .config import load_config
+from .encodings import decode_compressed
+from .errors import ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("source", metavar="SOURCE",
+                   help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
+    p.add_argument("--config", metavar="YAML", help="ROS 2 parameters file with pipeline parameters "
+                                                    "(e.g. config/fer.yaml); options below override it")
+    p.add_argument("--detector", choices=("haar", "yunet"), help="face detector (default: haar)")
+    p.add_argument("--detector-model", metavar="ONNX", help="YuNet model file, for --detector yunet")
+    p.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"),
+                   help="inference backend (default: onnxruntime)")
+    p.add_argument("--model", metavar="FILE", help="model file (.onnx, .pt, .engine; default: the shipped model)")
+    p.add_argument("--device", help="cpu (default), cuda[:N] or tensorrt[:N]")
+    p.add_argument("--save", metavar="PATH", help="write annotated output: an image file for an image, a folder "
+                                                  "for a folder, an .mp4 for a video or camera")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames or images")
+
+
+def run(args) -> int:
+    from .annotate import annotate
+    from .pipeline import Pipeline
+
+    overrides = {k: v for k, v in (("detector", args.detector), ("detector_model", args.detector_model),
+                                   ("backend", args.backend), ("model", args.model), ("device", args.device))
+                 if v is not None}
+    source = _open(args.source)
+    if source.still:
+        overrides["track_min_hits"] = 1
+    pipeline = Pipeline(load_config(args.config, **overrides))
+    writer = _Writer(args.save, source) if args.save else None
+    failed = 0
+    try:
+        for name, index, stamp, image in source.frames(args.max_frames):
+            if image is None:
+                failed += 1
+                continue
+            if source.still:
+                pipeline.reset()
+            result = pipeline.process(image, stamp)
+            print(json.dumps({"source": name, "frame": index, **result.to_dict()}), flush=True)
+            if writer:
+                writer.write(name, annotate(image, result))
+    finally:
+        if writer:
+            writer.close()
+    if failed:
+        print(f"fer-ros infer: {failed} image(s) could not be read (see above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _Source:
+    """Frames from an image, a folder, a video or a camera: (name, index, stamp s, BGR or None)."""
+
+    def __init__(self, kind: str, target, paths: list[Path] | None = None):
+        self.kind, self.target, self.paths = kind, target, paths or []
+        self.still = kind in ("image", "folder")
+        self.fps = 30.0
+        self.cap = None
+        if not self.still:
+            self.cap = cv2.VideoCapture(target)
+            if not self.cap.isOpened():
+                what = f"camera {target}" if kind == "camera" else f"{target}: not a readable video file"
+                raise ImageError(f"cannot open {what}")
+            self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames(self, limit: int | None) -> Iterator[tuple[str, int, float, np.ndarray | None]]:
+        from tqdm import tqdm
+
+        if self.still:
+            paths = self.paths[:limit] if limit is not None else self.paths
+            for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2, file=sys.stderr):
+                try:
+                    image = decode_compressed(path.read_bytes())
+                except (OSError, ImageError) as e:
+                    if self.kind == "image":
+                        raise ImageError(f"{path}: {e}") from None
+                    tqdm.write(f"fer-ros infer: skipped {path}: {e}", file=sys.stderr)
+                    image = None
+                yield str(path), 0, 0.0, image
+            return
+        total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else None
+        total = min(total, limit) if total and limit is not None else (total or limit)
+        name = str(self.target) if self.kind == "video" else f"camera:{self.target}"
+        with tqdm(total=total, desc="frames", unit="frame", disable=self.kind == "camera", file=sys.stderr) as bar:
+            index = 0
+            while limit is None or index < limit:
+                ok, image = self.cap.read()
+                if not ok:
+                    break
+                stamp = index / self.fps if self.kind == "video" else time.time()
+                yield name, index, stamp, image
+                index += 1
+                bar.update()
+        self.cap.release()
+
+
+def _open(source: str) -> _Source:
+    if source.isdigit():
+        return _Source("camera", int(source))
+    path = Path(source)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ImageError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return _Source("folder", path, paths)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file, folder or camera")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _Source("image", path, [path])
+    return _Source("video", str(path))
+
+
+class _Writer:
+    """Annotated output: files for still images, an MP4 for a stream."""
+
+    def __init__(self, path: str, source: _Source):
+        self.path, self.source, self.video = Path(path), source, None
+        if source.kind == "folder":
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, image: np.ndarray) -> None:
+        if self.source.kind in ("image", "folder"):
+            target = self.path / Path(name).name if self.source.kind == "folder" else self.path
+            if not cv2.imwrite(str(target), image):
+                raise ImageError(f"{target}: could not write the annotated image (check the folder and suffix)")
+            return
+        if self.video is None:
+            self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.source.fps,
+                                         (image.shape[1], image.shape[0]))
+            if not self.video.isOpened():
+                raise ImageError(f"{self.path}: cannot write a video here (use an .mp4 path in a writable folder)")
+        self.video.write(image)
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.release()

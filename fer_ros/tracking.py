@@ -1,0 +1,135 @@
+"""Face tracks with stable ids across frames, and per-track smoothing of class probabilities.
+
+Association is greedy: detection/track pairs by falling box overlap (IoU), then, for what is
+left, by rising centre distance (in face sizes, for fast motion). A new track is tentative
+until it has been seen `min_hits` frames in a row (a tentative track that misses a frame is
+dropped); then it gets the next public id. A confirmed track survives `max_missed` frames
+without a detection. Probabilities are averaged with an exponential moving average whose
+weight comes from the message stamps, alpha = 1 - exp(-dt / tau), so the smoothing is the same
+at any frame rate.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def ema_alpha(dt: float, tau: float) -> float:
+    """Weight of a new observation `dt` seconds after the last one, for time constant `tau` seconds."""
+    if tau <= 0.0:
+        return 1.0
+    return float(1.0 - np.exp(-max(dt, 0.0) / tau))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of (N, 4) and (M, 4) x, y, w, h boxes: (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    ax1, ay1, bx1, by1 = a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1]
+    ax2, ay2 = ax1 + a[:, None, 2], ay1 + a[:, None, 3]
+    bx2, by2 = bx1 + b[None, :, 2], by1 + b[None, :, 3]
+    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * \
+        np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    union = a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+@dataclass
+class Track:
+    """One face over time. `id` is -1 until the track is confirmed."""
+
+    box: np.ndarray
+    id: int = -1
+    hits: int = 1
+    missed: int = 0
+    probs: np.ndarray | None = field(default=None, repr=False)
+    stamp: float | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.id >= 0
+
+    def smooth(self, raw: np.ndarray, stamp: float, tau: float) -> np.ndarray:
+        """Fold this frame's probabilities into the average and return it. A stamp earlier than the last
+        one (a bag played again, a clock reset) restarts the average from `raw`."""
+        raw = np.asarray(raw, np.float32)
+        if self.probs is None or self.stamp is None or stamp < self.stamp or self.probs.shape != raw.shape:
+            self.probs = raw.copy()
+        else:
+            alpha = ema_alpha(stamp - self.stamp, tau)
+            self.probs = (1.0 - alpha) * self.probs + alpha * raw
+        self.stamp = stamp
+        return self.probs
+
+
+class Tracker:
+    """Assigns each frame's detections to tracks (see the module docstring)."""
+
+    def __init__(self, iou_threshold: float = 0.3, max_distance: float = 0.5, max_missed: int = 5,
+                 min_hits: int = 2):
+        self.iou_threshold = iou_threshold
+        self.max_distance = max_distance
+        self.max_missed = max_missed
+        self.min_hits = min_hits
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; ids start again from 1."""
+        self.tracks: list[Track] = []
+        self.next_id = 1
+
+    def update(self, boxes: np.ndarray) -> list[Track]:
+        """Advance one frame with its (N, 4) x, y, w, h detections; the track of each detection, in order."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        pairs = self._associate(boxes)
+        matched = [None] * len(boxes)
+        for t, d in pairs:
+            track = self.tracks[t]
+            track.box, track.missed = boxes[d].copy(), 0
+            track.hits += 1
+            matched[d] = track
+        paired = {t for t, _ in pairs}
+        kept = []
+        for i, track in enumerate(self.tracks):
+            if i not in paired:
+                track.missed += 1
+                if not track.confirmed or track.missed > self.max_missed:
+                    continue
+            kept.append(track)
+        for d, box in enumerate(boxes):
+            if matched[d] is None:
+                matched[d] = Track(box.copy())
+                kept.append(matched[d])
+        for track in matched:
+            if not track.confirmed and track.hits >= self.min_hits:
+                track.id, self.next_id = self.next_id, self.next_id + 1
+        self.tracks = kept
+        return matched
+
+    def _associate(self, boxes: np.ndarray) -> list[tuple[int, int]]:
+        """(track index, detection index) pairs: greedy by IoU, then by centre distance."""
+        if not self.tracks or not len(boxes):
+            return []
+        old = np.array([t.box for t in self.tracks], np.float32)
+        pairs: list[tuple[int, int]] = []
+        _greedy(-iou(old, boxes), -max(self.iou_threshold, 1e-9), pairs)
+        if self.max_distance <= 0.0 or len(pairs) == min(len(old), len(boxes)):
+            return pairs
+        oc, bc = old[:, :2] + old[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2
+        osz, bsz = np.sqrt(old[:, 2] * old[:, 3]), np.sqrt(boxes[:, 2] * boxes[:, 3])
+        ratio = osz[:, None] / np.maximum(bsz[None, :], 1e-6)
+        dist = np.linalg.norm(oc[:, None] - bc[None, :], axis=2) / np.maximum(osz[:, None], bsz[None, :])
+        dist[(ratio < 0.5) | (ratio > 2.0)] = np.inf
+        _greedy(dist, self.max_distance, pairs)
+        return pairs
+
+
+def _greedy(cost: np.ndarray, max_cost: float, pairs: list[tuple[int, int]]) -> None:
+    """Append (row, column) pairs in rising cost up to `max_cost`, each row and column used once."""
+    used_t, used_d = {t for t, _ in pairs}, {d for _, d in pairs}
+    for t, d in zip(*np.unravel_index(np.argsort(cost, axis=None, kind="stable"), cost.shape), strict=True):
+        if cost[t, d] > max_cost:
+            break
+        if t not in used_t and d not in used_d:
+            pairs.append((int(t), int(d)))
+            used_t.add(t)
+            used_d.add(d)
