@@ -2,6 +2,7 @@
 # Each installs what it needs. PY selects the interpreter (default: python3).
 PY ?= python3
 SHARED ?= ../shared
+SOURCE ?= $(SHARED)/samples/video/pyfeat_single_face.mp4
 
 .PHONY: install dev test demo
 
@@ -16,5 +17,5 @@ test: dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-demo: install  ## the face pipeline on a real clip: one JSON line per frame and an annotated video
-	$(PY) -m fer_ros infer $(SHARED)/samples/video/pyfeat_single_face.mp4 --save demo.mp4
+demo: install  ## the face pipeline on a clip (SOURCE=video, image, folder or camera index): one JSON line per frame and an annotated video
+	$(PY) -m fer_ros infer $(SOURCE) --save demo.mp4

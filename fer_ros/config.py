@@ -57,7 +57,8 @@ class PipelineConfig:
                                 "framing)", range=(-0.2, 0.5))
     backend: str = _param("onnxruntime", "inference backend", dynamic=False,
                           choices=("onnxruntime", "torch", "tensorrt"))
-    model: str | None = _param(None, "model file (.onnx, .pt, .engine); empty for the shipped ARCH-1 model",
+    model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: fer2013 (the default "
+                                     "when empty) or ferplus (FER+ labels, 8 classes with contempt)",
                                dynamic=False)
     device: str = _param("cpu", "inference device: cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT "
                                 "provider)", dynamic=False)

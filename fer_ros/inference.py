@@ -19,7 +19,10 @@ from .errors import FerRosError, ModelFileError
 from .preprocess import to_input
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "fer2013_arch1.onnx"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+#: the shipped models, by the name a user may give instead of a path (see MODEL_CARD.md)
+SHIPPED = {"fer2013": WEIGHTS / "fer2013_arch1.onnx", "ferplus": WEIGHTS / "ferplus_arch1.onnx"}
+DEFAULT_MODEL = SHIPPED["fer2013"]
 #: batch sizes the TensorRT execution provider builds its engine for (min, opt, max)
 TRT_EP_BATCH = (1, 8, 32)
 
@@ -243,21 +246,16 @@ class TensorRTBackend(Backend):
 
 def load_backend(model: str | Path | None = None, backend: str = "onnxruntime", device: str = "cpu",
                  threads: int = 1) -> Backend:
-    """Load and verify a model file for `backend`; model None is the shipped default model.
+    """Load and verify a model file for `backend`.
 
+    `model` is a path, the name of a shipped model ("fer2013", "ferplus") or None for "fer2013".
     backend "auto" picks the one for the file type: .onnx onnxruntime, .pt torch, .engine/.plan tensorrt.
-
     `threads` sets onnxruntime's intra-op threads on the CPU. Raises ModelFileError for a
     missing, corrupt or mismatched file and FerRosError for an unusable backend or device.
     """
     if backend != "auto" and backend not in BACKENDS:
         raise FerRosError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if model is None:
-        if not DEFAULT_MODEL.is_file():
-            raise ModelFileError(f"no default model is shipped yet ({DEFAULT_MODEL} is absent): pass --model "
-                                 "with a .onnx file made by `fer-ros export`")
-        model = DEFAULT_MODEL
-    path = Path(model)
+    path = SHIPPED.get(str(model or "fer2013"), Path(str(model)))
     kind_ = modelfile.kind(path)
     backend = _backend_for(kind_) if backend == "auto" else backend
     wanted = {"onnxruntime": "onnx", "torch": "pt", "tensorrt": "engine"}[backend]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import FACES, need
 
-from fer_ros import inference, modelfile
+from fer_ros import modelfile
 from fer_ros.errors import FerRosError, ModelFileError
 from fer_ros.inference import load_backend
 from fer_ros.preprocess import to_input
@@ -78,14 +78,6 @@ def test_predict_batches(ort_backend):
 def test_thread_counts_agree(models, ort_backend):
     x = to_input(crops(8))
     assert np.abs(load_backend(models[1], threads=2).predict(x) - ort_backend.predict(x)).max() <= 1e-6
-
-
-def test_default_model():
-    if inference.DEFAULT_MODEL.is_file():
-        assert load_backend().classes
-    else:
-        with pytest.raises(ModelFileError, match="no default model is shipped yet.*--model"):
-            load_backend()
 
 
 def test_wrong_file_type_for_the_backend(models):

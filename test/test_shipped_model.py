@@ -1,0 +1,72 @@
+"""The shipped models: they load without torch, describe themselves and do what MODEL_CARD.md says."""
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FACES, FER2013, ROOT, YUNET, need
+
+from fer_ros.classes import FER7
+from fer_ros.config import load_config
+from fer_ros.inference import DEFAULT_MODEL, SHIPPED, load_backend
+from fer_ros.pipeline import Pipeline
+
+# the labelled photos of ../shared/samples/faces and their expression
+PHOTOS = {"angry_black": "angry", "happy_black": "happy", "sad_asian": "sad", "surprise_white": "surprise",
+          "0-f1-su-ph": "surprise", "0-f15-hao-ph": "happy", "15-f13-anc-ph": "angry", "45-m7-di-ph": "disgust"}
+
+
+def card_metric(name: str) -> dict:
+    """The evaluate figures MODEL_CARD.md records for a shipped model (a machine-readable comment)."""
+    text = (ROOT / "MODEL_CARD.md").read_text()
+    m = re.search(rf"<!-- evaluate {name}: (.*?) -->", text)
+    assert m, f"MODEL_CARD.md has no evaluate line for {name}"
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def test_default_model_describes_itself():
+    backend = load_backend()
+    assert backend.path == DEFAULT_MODEL and backend.classes == FER7 and backend.input_size == 48
+    meta = backend.metadata
+    assert meta["arch"] == "arch1" and meta["params"]["trainable"] == 292_863
+    assert meta["data"]["train"] == "fer2013.csv.gz:Training" and meta["config"]["optimizer"] == "sgd"
+    assert 0.68 < meta["metrics"]["val_accuracy"] < 0.70
+    assert DEFAULT_MODEL.stat().st_size < 1.3e6
+
+
+def test_ferplus_model_by_name():
+    if not SHIPPED["ferplus"].is_file():
+        pytest.skip("the FER+ model is not shipped")
+    backend = load_backend("ferplus")
+    assert backend.classes == FER7 + ("contempt",) and backend.metadata["config"]["soft_labels"]
+
+
+def test_checkpoint_and_onnx_agree():
+    pytest.importorskip("torch", reason="the torch backend needs torch")
+    x = np.random.default_rng(0).random((16, 1, 48, 48), dtype=np.float32)
+    onnx = load_backend().predict(x)
+    torch_ = load_backend(DEFAULT_MODEL.with_suffix(".pt"), "torch").predict(x)
+    assert np.abs(onnx - torch_).max() <= 1e-4
+
+
+def test_labelled_photos_through_the_full_pipeline():
+    pipeline = Pipeline(load_config(detector="yunet", detector_model=str(need(YUNET)), track_min_hits=1))
+    right = {}
+    for name, label in PHOTOS.items():
+        pipeline.reset()
+        faces = pipeline.process(cv2.imread(str(need(FACES / f"{name}.jpg"))), 0.0).faces
+        assert len(faces) == 1, name
+        right[name] = FER7[int(np.argmax(faces[0].probs))] == label
+    assert all(right[n] for n in ("happy_black", "sad_asian", "surprise_white", "0-f1-su-ph", "0-f15-hao-ph"))
+    assert sum(right.values()) >= 6, right
+
+
+def test_model_card_accuracy_is_reproduced_by_evaluate():
+    from fer_ros.evaluate import evaluate
+
+    card = card_metric("fer2013")
+    report = evaluate(None, str(need(FER2013)), "PublicTest", flip=True, progress=False)
+    assert report["n"] == 3589
+    assert report["accuracy"] == pytest.approx(card["accuracy"], abs=5e-4)
+    assert report["macro_f1"] == pytest.approx(card["macro_f1"], abs=5e-4)
