@@ -8,6 +8,7 @@ Each field's metadata holds "description", "dynamic" (may change while running, 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,3 +164,23 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One command-line option per pipeline parameter (--smoothing-tau-s ...), defaulting to unset."""
+    g = parser.add_argument_group("pipeline parameters (as the node's; they override --config)")
+    for name, f in FIELDS.items():
+        help_ = f.metadata["description"].replace("%", "%%")
+        if TYPES[name] is bool:
+            g.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
+                           help=help_)
+        else:
+            limits = f.metadata.get("range")
+            g.add_argument(f"--{name.replace('_', '-')}", type=TYPES[name], default=None,
+                           choices=f.metadata.get("choices"), metavar=f"{limits[0]}..{limits[1]}" if limits else None,
+                           help=help_)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The pipeline parameters given on the command line by `add_arguments`."""
+    return {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import load_config
+from .config import add_arguments as config_arguments
+from .config import load_config, overrides_from
 from .encodings import decode_compressed
 from .errors import ImageError
 
@@ -25,24 +26,17 @@ def add_arguments(p) -> None:
                    help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
     p.add_argument("--config", metavar="YAML", help="ROS 2 parameters file with pipeline parameters "
                                                     "(e.g. config/fer.yaml); options below override it")
-    p.add_argument("--detector", choices=("haar", "yunet"), help="face detector (default: haar)")
-    p.add_argument("--detector-model", metavar="ONNX", help="YuNet model file, for --detector yunet")
-    p.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"),
-                   help="inference backend (default: onnxruntime)")
-    p.add_argument("--model", metavar="FILE", help="model file (.onnx, .pt, .engine; default: the shipped model)")
-    p.add_argument("--device", help="cpu (default), cuda[:N] or tensorrt[:N]")
     p.add_argument("--save", metavar="PATH", help="write annotated output: an image file for an image, a folder "
                                                   "for a folder, an .mp4 for a video or camera")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames or images")
+    config_arguments(p)
 
 
 def run(args) -> int:
     from .annotate import annotate
     from .pipeline import Pipeline
 
-    overrides = {k: v for k, v in (("detector", args.detector), ("detector_model", args.detector_model),
-                                   ("backend", args.backend), ("model", args.model), ("device", args.device))
-                 if v is not None}
+    overrides = overrides_from(args)
     source = _open(args.source)
     if source.still:
         overrides["track_min_hits"] = 1

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,7 +16,7 @@ def _pyplot():
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
     """Accuracy and loss per epoch, train and validation, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("accuracy", "loss")):
@@ -33,7 +33,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
 
 def plot_confusion(cm, classes, path: str | Path, title: str = "") -> None:
     """Row-normalised confusion matrix with counts, true classes on the rows."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1 + 0.8 * len(classes), 0.8 + 0.7 * len(classes)))

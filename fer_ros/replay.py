@@ -23,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import bagio, messages
-from .config import FIELDS, TYPES, PipelineConfig, load_config, read_parameters
+from .config import PipelineConfig, load_config, overrides_from, read_parameters
+from .config import add_arguments as config_arguments
 from .errors import BagError, DataError, ImageError
 from .labels import Labels, read_labels, score
 from .metrics import format_report
@@ -372,22 +373,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "(default: <bag name>_replay)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after this many image messages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("pipeline parameters (as the node's; override --config)")
-    for name, f in FIELDS.items():
-        kind = TYPES[name]
-        help_ = f.metadata["description"].replace("%", "%%")
-        if kind is bool:
-            g.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
-                           help=help_)
-        else:
-            limits = f.metadata.get("range")
-            g.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, choices=f.metadata.get("choices"),
-                           metavar=f"{limits[0]}..{limits[1]}" if limits else None, help=help_)
+    config_arguments(p)
 
 
 def run(args) -> int:
-    overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
-    config = load_config(args.config, **overrides)
+    config = load_config(args.config, **overrides_from(args))
     node_values = read_parameters(args.config) if args.config else {}
     node_fields = {f.name for f in dataclasses.fields(NodeConfig)}
     node = NodeConfig(**{k: to_config_value(k, v) for k, v in node_values.items() if k in node_fields})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _pyplot
+from .plots import pyplot
 
 
 def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], classes: tuple[str, ...],
@@ -15,7 +15,7 @@ def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], class
 
     tracks: track id -> (times in seconds from the bag start, smoothed probability vectors).
     """
-    plt = _pyplot()
+    plt = pyplot()
     shown = sorted(sorted(tracks, key=lambda k: -len(tracks[k][0]))[:max_tracks])
     fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(10, 0.6 + 1.9 * max(1, len(shown))), sharex=True,
                              squeeze=False)

@@ -184,6 +184,17 @@ class Schedule:
         self.scale, self.best_loss, self.bad_epochs = s["scale"], s["best_loss"], s["bad_epochs"]
 
 
+def train_step(net, opt, x: torch.Tensor, y: torch.Tensor, label_smoothing: float, amp):
+    """One optimisation step on a batch; returns (loss, logits). y: labels or soft targets."""
+    with amp():
+        logits = net(x).float()
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss, logits
+
+
 def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     train = load_dataset(cfg.data, cfg.train_split, pixels=cfg.pixels, soft=cfg.soft_labels)
     val = load_dataset(cfg.val_data or cfg.data, cfg.val_split, pixels=cfg.pixels, soft=False,
@@ -283,12 +294,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
             xb = augment(x_train[idx], cfg, gen).contiguous(memory_format=torch.channels_last)
             yb = y_train[idx]
             lr = sched.step(epoch, step)
-            with amp():
-                logits = net(xb).float()
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, logits = train_step(net, opt, xb, yb, cfg.label_smoothing, amp)
             hard = yb.argmax(1) if yb.ndim == 2 else yb
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == hard).sum().item()

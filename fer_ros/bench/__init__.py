@@ -47,6 +47,14 @@ def timeit(fn, repeat: int, warmup: int = 3) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
+    """One aligned table per section, with that section's columns."""
+    for section in dict.fromkeys(r["section"] for r in rows):
+        _print_rows([{k: v for k, v in r.items() if k != "section"} for r in rows if r["section"] == section],
+                    section)
+
+
+def _print_rows(rows: list[dict], title: str) -> None:
+    print(f"\n[{title}]")
     keys = list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_fmt(r.get(k, "")) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .frame import SHARED, _model  # the same clip folder and model as the frame section
+from .frame import SHARED  # the same clip folder as the frame section
 
 CLIP = SHARED / "samples" / "video" / "pyfeat_single_face.mp4"
 GOAL_IO_SHARE = 0.10
@@ -40,7 +40,7 @@ def run(args) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        pipeline = Pipeline(load_config(model=str(_model(d))))
+        pipeline = Pipeline(load_config())
         fps = []
         for t, bgr in frames[:10]:  # warm up: first inference runs and allocations
             pipeline.process(bgr, t)
