@@ -62,6 +62,7 @@ class TrainConfig:
     num_threads: int = 0  # torch threads per process; 0 = cores / processes
     bf16: str = "auto"  # auto | on | off: bf16 autocast on CPUs with AVX-512 BF16 / AMX, and on CUDA
     max_rows: int = 0  # use only the first N training rows (quick runs and tests); 0 = all
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning, warm restarts)
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
 
     @classmethod
@@ -251,6 +252,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     y_val = torch.from_numpy(val_set.labels).to(device)
 
     model = build_model(cfg.arch, n_classes=len(classes), dropout=cfg.dropout).to(device)
+    if cfg.init_from:
+        model.load_state_dict(checkpoint.load(cfg.init_from)["state_dict"])
     model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     per_rank = max(1, cfg.batch_size // world)

@@ -68,3 +68,13 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(history) == 2 and history[0]["val_accuracy"] >= 0
     _, meta = checkpoint.load_model(tmp_path / "ddp" / "last.pt")
     assert meta["processes"] == 2
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(40)], ["Training"] * 32 + ["PublicTest"] * 8)
+    train(TrainConfig(data=str(csv), epochs=1, **QUICK), tmp_path / "a")
+    train(TrainConfig(data=str(csv), epochs=1, init_from=str(tmp_path / "a" / "last.pt"),
+                      **{**QUICK, "lr": 0.0}), tmp_path / "b")
+    a = checkpoint.load(tmp_path / "a" / "last.pt")["state_dict"]
+    b = checkpoint.load(tmp_path / "b" / "last.pt")["state_dict"]
+    assert torch.equal(a["features.0.weight"], b["features.0.weight"])  # lr 0: the weights it started from
