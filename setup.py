@@ -3,7 +3,23 @@
 Under colcon the package is built by CMakeLists.txt instead (see README, "Building with colcon").
 """
 
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPy(build_py):
+    """Copy msg/*.msg into the package, so a wheel can write the node's messages to bags without ROS."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "fer_ros" / "interfaces" / "fer_ros" / "msg"
+        target.mkdir(parents=True, exist_ok=True)
+        for msg in Path(__file__).resolve().parent.joinpath("msg").glob("*.msg"):
+            shutil.copy(msg, target)
+
 
 setup(
     name="fer_ros",
@@ -15,7 +31,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["fer_ros", "fer_ros.*"]),
     # the shipped models, and the .msg definitions replay needs to write bags without ROS
-    package_data={"fer_ros": ["weights/*", "interfaces/*.msg", "interfaces/**/*.msg"]},
+    package_data={"fer_ros": ["weights/*", "interfaces/README.md", "interfaces/*/msg/*.msg"]},
+    cmdclass={"build_py": BuildPy},
     install_requires=["numpy>=1.23", "opencv-python>=4.8,<5", "onnxruntime>=1.16", "PyYAML>=6", "tqdm>=4.60"],
     extras_require={
         # torch: install torch==2.13.0 first on machines with a local CPU wheel (see README)

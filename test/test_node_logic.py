@@ -1,0 +1,258 @@
+"""The node's ROS-free logic: parameters, newest-frame policy, statistics, per-face topics, listener hysteresis."""
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer_ros.config import ConfigError, PipelineConfig, load_config
+from fer_ros.expression_listener import Change, DominantEmotions, describe
+from fer_ros.node_logic import (
+    PARAMETERS,
+    PIPELINE_NAMES,
+    FrameStatistics,
+    LatestSlot,
+    NodeConfig,
+    TrackTopics,
+    configs_from_parameters,
+    diagnostic_level,
+    validate_parameter,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "fer.yaml"
+
+
+# --- parameters ---------------------------------------------------------------------------------------------------
+
+def test_parameters_come_from_the_config_dataclasses():
+    pipeline = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    node = {f.name: f for f in dataclasses.fields(NodeConfig)}
+    assert not pipeline.keys() & node.keys()
+    assert list(PARAMETERS) == [*pipeline, *node] and PIPELINE_NAMES == pipeline.keys()
+    for name, spec in PARAMETERS.items():
+        meta = (pipeline.get(name) or node[name]).metadata
+        assert spec.description == meta["description"] and spec.description
+        assert spec.range == meta.get("range") and spec.dynamic == meta["dynamic"]
+        if meta.get("choices"):
+            assert all(c in spec.text for c in meta["choices"])
+    assert PARAMETERS["model"].default == "" and PARAMETERS["backend"].dynamic is False
+    assert PARAMETERS["confidence_threshold"].dynamic and PARAMETERS["smoothing_tau_s"].dynamic
+    assert not any(PARAMETERS[n].dynamic for n in node)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("confidence_threshold", 0.55), ("confidence_threshold", 1), ("smoothing_tau_s", 0.0), ("detector", "yunet"),
+    ("track_min_hits", 3), ("haar_eyes", False),
+])
+def test_valid_run_time_changes(name, value):
+    assert validate_parameter(name, value) is None
+
+
+@pytest.mark.parametrize("name,value,words", [
+    ("confidence_threshold", 1.5, "0.0..1.0"),
+    ("smoothing_tau_s", -1.0, "smoothing_tau_s"),
+    ("smoothing_tau_s", "fast", "smoothing_tau_s"),
+    ("track_min_hits", 0, "track_min_hits"),
+    ("track_min_hits", 2.5, "track_min_hits"),
+    ("detector", "dlib", "haar, yunet"),
+    ("haar_eyes", 1, "haar_eyes"),
+    ("backend", "torch", "read-only"),
+    ("image_topic", "other", "read-only"),
+    ("no_such_parameter", 1, "unknown"),
+])
+def test_bad_values_are_rejected_with_a_reason(name, value, words):
+    reason = validate_parameter(name, value)
+    assert reason and words in reason
+
+
+def test_start_up_values_of_node_parameters():
+    assert validate_parameter("transport", "compressed", running=False) is None
+    assert "raw, compressed" in validate_parameter("transport", "ffmpeg", running=False)
+    assert validate_parameter("diagnostics_period_s", 2, running=False) is None
+    assert "0.1..60.0" in validate_parameter("diagnostics_period_s", 0.0, running=False)
+    assert "bool" in validate_parameter("rep155", "yes", running=False)
+    assert "str" in validate_parameter("faces_topic", 3, running=False)
+
+
+def test_configs_from_parameters():
+    values = {name: spec.default for name, spec in PARAMETERS.items()}
+    pipeline, node = configs_from_parameters(values)
+    assert pipeline == PipelineConfig() and node == NodeConfig() and pipeline.model is None
+    pipeline, node = configs_from_parameters({"model": "/m/a.onnx", "smoothing_tau_s": 2, "rep155": True,
+                                              "diagnostics_period_s": 5, "use_sim_time": True})
+    assert pipeline.model == "/m/a.onnx" and pipeline.smoothing_tau_s == 2.0
+    assert node.rep155 is True and isinstance(node.diagnostics_period_s, float)
+    with pytest.raises(ConfigError, match="transport"):
+        configs_from_parameters({"transport": "ffmpeg"})
+    with pytest.raises(ConfigError, match="confidence_threshold"):
+        configs_from_parameters({"confidence_threshold": 3.0})
+
+
+def test_config_file_lists_every_parameter_with_its_default():
+    values = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
+    assert list(values) == list(PARAMETERS)
+    for name, value in values.items():
+        assert value == PARAMETERS[name].default, name
+        assert type(value) is type(PARAMETERS[name].default), f"{name}: ROS 2 parameters are strictly typed"
+        assert validate_parameter(name, value, running=False) is None
+    assert load_config(CONFIG) == PipelineConfig()
+
+
+def test_logic_modules_do_not_import_ros():
+    code = ("import sys, fer_ros.node_logic, fer_ros.messages, fer_ros.expression_listener; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosbags', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+# --- newest-frame slot ----------------------------------------------------------------------------------------------
+
+def test_slot_keeps_only_the_newest_frame():
+    slot = LatestSlot()
+    assert slot.take(timeout=0.01) is None
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True  # 1 and 2 dropped
+    assert slot.take(timeout=0) == 3 and slot.take(timeout=0.01) is None
+
+
+def test_slot_close_releases_a_waiting_worker():
+    slot, got = LatestSlot(), []
+    worker = threading.Thread(target=lambda: got.append(slot.take(timeout=10)))
+    worker.start()
+    time.sleep(0.05)
+    slot.close()
+    worker.join(timeout=2)
+    assert not worker.is_alive() and got == [None]
+
+
+def test_slow_worker_drops_stale_frames_instead_of_queueing():
+    slot, stats, processed = LatestSlot(), FrameStatistics(), []
+    busy, release = threading.Event(), threading.Event()
+
+    def worker():  # inference slower than the camera: busy on frame 0 while frames 1..9 arrive
+        while (item := slot.take(timeout=5)) is not None:
+            processed.append(item)
+            busy.set()
+            release.wait(timeout=5)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    stats.on_input(0.0, slot.put(0))
+    assert busy.wait(timeout=5)
+    for i in range(1, 10):
+        stats.on_input(i * 0.033, slot.put(i))
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(processed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    slot.close()
+    thread.join(timeout=5)
+    assert processed == [0, 9]  # the newest frame next, not the stale ones in order
+    assert stats.dropped == 8
+
+
+# --- statistics -----------------------------------------------------------------------------------------------------
+
+def test_statistics_rates_latency_and_faces():
+    stats = FrameStatistics(window_s=10.0)
+    for i in range(300):  # 30 Hz camera for 10 s, every third frame processed, 40..60 ms late
+        t = 100.0 + i / 30
+        stats.on_input(t, dropped_one=i % 3 != 0)
+        if i % 3 == 0:
+            stats.on_output(t + 0.05, 0.04 + 0.02 * (i % 2), n_faces=2 if i % 2 else 1)
+    stats.on_failure()
+    s = stats.summary(110.0)
+    assert s["input_rate_hz"] == pytest.approx(30.0, rel=0.02)
+    assert s["processed_rate_hz"] == pytest.approx(10.0, rel=0.02)
+    assert s["frames_processed"] == 100 and s["frames_dropped"] == 200 and s["frames_failed"] == 1
+    assert s["latency_median_ms"] == pytest.approx(50.0) and s["latency_max_ms"] == pytest.approx(60.0)
+    assert s["faces_per_frame"] == pytest.approx(1.5)
+    later = stats.summary(125.0)  # nothing for 15 s: the window is empty
+    assert later["input_rate_hz"] == 0 and later["latency_max_ms"] == 0 and later["frames_processed"] == 100
+
+
+def test_statistics_restart_when_the_clock_jumps_back():
+    stats = FrameStatistics(window_s=10.0)
+    for i in range(50):
+        stats.on_input(1000.0 + i * 0.1)
+    stats.on_input(5.0)  # a bag played again from its start
+    s = stats.summary(5.5)
+    assert s["input_rate_hz"] == pytest.approx(1 / 0.5)
+
+
+def test_diagnostic_level():
+    base = {"faces_per_frame": 1.0, "frames_dropped": 0}
+    assert diagnostic_level({**base, "input_rate_hz": 0.0, "processed_rate_hz": 0.0})[0] == "WARN"
+    assert diagnostic_level({**base, "input_rate_hz": 30.0, "processed_rate_hz": 0.0})[0] == "WARN"
+    level, text = diagnostic_level({**base, "input_rate_hz": 30.0, "processed_rate_hz": 6.0})
+    assert level == "WARN" and "20%" in text
+    assert diagnostic_level({**base, "input_rate_hz": 30.0, "processed_rate_hz": 29.0})[0] == "OK"
+
+
+# --- per-face topics ------------------------------------------------------------------------------------------------
+
+def test_track_topics_follow_tracks_with_grace():
+    topics = TrackTopics()
+    assert topics.update(["fer2", "fer1"], keep=1) == (["fer1", "fer2"], [])
+    assert topics.update(["fer1"], keep=1) == ([], [])  # fer2 missed once: kept
+    assert topics.ids == ["fer1", "fer2"]
+    assert topics.update(["fer1", "fer2"], keep=1) == ([], [])  # back again
+    assert topics.update(["fer3"], keep=1) == (["fer3"], [])
+    assert topics.update(["fer3"], keep=1) == ([], ["fer1", "fer2"])
+    assert topics.update([], keep=0) == ([], ["fer3"]) and topics.ids == []
+
+
+# --- listener hysteresis -------------------------------------------------------------------------------------------
+
+def _p(**probs):
+    return {"happy": 0.0, "sad": 0.0, "neutral": 0.0, **probs}
+
+
+def test_dominant_emotion_needs_to_hold():
+    emo = DominantEmotions(enter=0.5, leave=0.3, margin=0.1, hold_s=0.5)
+    assert emo.update(0.0, {1: _p(happy=0.8, neutral=0.2)}) == []
+    assert emo.update(0.3, {1: _p(happy=0.8, neutral=0.2)}) == []
+    assert emo.update(0.5, {1: _p(happy=0.8, neutral=0.2)}) == [Change(1, None, "happy", 0.8)]
+    assert emo.dominant(1) == "happy"
+
+
+def test_dominant_emotion_ignores_flicker_and_small_leads():
+    emo = DominantEmotions(enter=0.5, leave=0.3, margin=0.1, hold_s=0.5)
+    emo.update(0.0, {1: _p(happy=0.9)})
+    emo.update(0.6, {1: _p(happy=0.9)})
+    t = 0.6
+    for probs in [_p(sad=0.7, happy=0.3), _p(happy=0.8), _p(sad=0.6, happy=0.4), _p(happy=0.7)] * 3:  # flicker
+        t += 0.2
+        assert emo.update(t, {1: probs}) == []
+    assert emo.update(t + 1.0, {1: _p(sad=0.52, happy=0.48)}) == []  # sad leads by less than the margin
+    assert emo.update(t + 2.0, {1: _p(sad=0.52, happy=0.48)}) == []
+    assert emo.dominant(1) == "happy"
+    emo.update(t + 3.0, {1: _p(sad=0.7, happy=0.3)})
+    assert emo.update(t + 3.5, {1: _p(sad=0.7, happy=0.3)}) == [Change(1, "happy", "sad", 0.7)]
+
+
+def test_dominant_emotion_is_given_up_and_people_leave():
+    emo = DominantEmotions(enter=0.5, leave=0.3, margin=0.1, hold_s=0.0)
+    assert emo.update(0.0, {1: _p(happy=0.9), 2: _p(sad=0.6)}) == [Change(1, None, "happy", 0.9),
+                                                                    Change(2, None, "sad", 0.6)]
+    assert emo.update(0.1, {1: _p(happy=0.35, sad=0.33, neutral=0.32), 2: _p(sad=0.6)}) == []  # above `leave`
+    assert emo.update(0.2, {1: _p(happy=0.25, sad=0.25, neutral=0.45)}) == [
+        Change(2, "sad", None, 0.0, left=True), Change(1, "happy", None, 0.25)]
+    assert emo.dominant(1) is None and emo.dominant(2) is None
+
+
+def test_hysteresis_parameters_are_checked_and_changes_described():
+    with pytest.raises(ValueError, match="leave < enter"):
+        DominantEmotions(enter=0.3, leave=0.5)
+    with pytest.raises(ValueError):
+        DominantEmotions(hold_s=-1)
+    assert describe(Change(4, "sad", "happy", 0.71)) == "person 4: sad -> happy (0.71)"
+    assert describe(Change(4, None, "happy", 0.71)) == "person 4: no dominant emotion -> happy (0.71)"
+    assert "left" in describe(Change(4, "happy", None, 0.0, left=True))
+    assert "no dominant emotion any more" in describe(Change(4, "happy", None, 0.2))
