@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from . import messages
 from .errors import BagError, ImageError
+from .messages import DISTROS
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 STORAGES = ("sqlite3", "mcap")
-DISTROS = ("humble", "jazzy")
 #: the storage `ros2 bag record` uses by default in each distro
 DEFAULT_STORAGE = {"humble": "sqlite3", "jazzy": "mcap"}
 _SUFFIX = {".db3": "sqlite3", ".mcap": "mcap"}
@@ -42,9 +43,9 @@ def _rosbags():
 
 
 def typestore(distro: str = "humble"):
-    """The rosbags type store of a distro's standard messages."""
-    _, typesys = _rosbags()
-    return typesys.get_typestore(typesys.Stores.ROS2_JAZZY if distro == "jazzy" else typesys.Stores.ROS2_HUMBLE)
+    """The rosbags type store of a distro's messages, fer_ros's own and vision_msgs/hri_msgs included."""
+    _rosbags()  # a clear error when rosbags is not installed
+    return messages.rosbags_typestore(distro)
 
 
 def stamp_ns(header) -> int:

@@ -11,6 +11,7 @@ A face's valence/arousal is the probability-weighted mean of its classes' points
 uncertain face drifts towards the neutral centre.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -49,9 +50,14 @@ def point(name: str) -> tuple[float, float]:
     return math.cos(angle), math.sin(angle)
 
 
+@functools.lru_cache(maxsize=8)
+def _points(classes: tuple[str, ...]) -> np.ndarray:
+    return np.array([point(c) if c in ANGLES else (0.0, 0.0) for c in classes], dtype=np.float64)
+
+
 def valence_arousal(classes: tuple[str, ...] | list[str], probs: np.ndarray) -> tuple[float, float]:
     """Probability-weighted (valence, arousal) of a face; classes without a point count as neutral."""
-    points = np.array([point(c) if c in ANGLES else (0.0, 0.0) for c in classes], dtype=np.float64)
+    points = _points(tuple(classes))
     p = np.asarray(probs, dtype=np.float64)
     valence, arousal = np.clip(p @ points / max(float(p.sum()), 1e-12), -1.0, 1.0)
     return float(valence), float(arousal)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import modelfile
 from .errors import FerRosError
-from .inference import OnnxRuntimeBackend, TensorRTBackend
+from .inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend
 from .preprocess import to_input
 
 FORMATS = ("onnx", "onnx-int8", "tensorrt")
@@ -33,7 +33,6 @@ DEFAULT_OPSET = 17
 TOLERANCE = 1e-4  # ONNX vs PyTorch, max abs difference of probabilities
 FP16_TOLERANCE = 1e-2  # TensorRT FP16 engine vs ONNX Runtime
 VERIFY_BATCHES = (1, 7, 32)
-ENGINE_BATCH = (1, 8, 32)
 
 
 def sample_inputs(meta: dict, batches=VERIFY_BATCHES, seed: int = 0) -> list[np.ndarray]:
@@ -132,16 +131,11 @@ def _write_verified(out: Path, data: bytes, load, reference, inputs: list[np.nda
 
 # ---- int8 ---------------------------------------------------------------------------------------
 
-def _predict_all(backend, images: np.ndarray, desc: str, batch: int = 256) -> np.ndarray:
-    size = backend.input_size
-    return np.concatenate([backend.predict(to_input(images[i:i + batch], size))
-                           for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False)])
-
-
 def compare(reference, candidate, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """Top-1 agreement, max |prob diff| and (with labels) both accuracies of two backends on crops."""
-    p_ref = _predict_all(reference, images, f"{reference.name} {reference.path.name}")
-    p_new = _predict_all(candidate, images, f"{candidate.name} {candidate.path.name}")
+    from .evaluate import predict
+
+    p_ref, p_new = predict(reference, images), predict(candidate, images)
     report = {"n": len(images), "agreement": float((p_ref.argmax(1) == p_new.argmax(1)).mean()),
               "max_abs_diff": float(np.abs(p_ref - p_new).max())}
     if labels is not None:
@@ -220,7 +214,7 @@ def calibration_data(path: str | Path, split: str | None, calib_size: int, eval_
 # ---- TensorRT -----------------------------------------------------------------------------------
 
 def trtexec_command(onnx_path: str | Path, engine: str | Path, meta: dict, int8: bool = False,
-                    workspace_mib: int = 1024, batch=ENGINE_BATCH) -> str:
+                    workspace_mib: int = 1024, batch=TRT_EP_BATCH) -> str:
     """The trtexec command line that builds the same engine."""
     shape = f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']}"
     parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}", "--fp16", *(["--int8"] if int8 else []),
@@ -240,7 +234,7 @@ def _tensorrt(engine: str | Path = "ENGINE"):
 
 
 def build_engine(onnx_path: str | Path, out: str | Path, int8: bool = False, workspace_mib: int = 1024,
-                 batch=ENGINE_BATCH) -> dict:
+                 batch=TRT_EP_BATCH) -> dict:
     """ONNX -> serialized TensorRT engine (FP16, plus INT8 for a QDQ model) with its sidecar, verified."""
     trt = _tensorrt(out)
     onnx_path, out = Path(onnx_path), Path(out)
@@ -328,7 +322,7 @@ def add_arguments(p):
     t.add_argument("--int8", action="store_true", help="INT8 engine via a symmetric QDQ ONNX (needs --calib-data)")
     t.add_argument("--workspace", type=int, default=1024, metavar="MIB",
                    help="builder workspace in MiB (default: %(default)s)")
-    t.add_argument("--batch", type=int, nargs=3, default=list(ENGINE_BATCH), metavar=("MIN", "OPT", "MAX"),
+    t.add_argument("--batch", type=int, nargs=3, default=list(TRT_EP_BATCH), metavar=("MIN", "OPT", "MAX"),
                    help="batch sizes of the optimization profile (default: 1 8 32)")
     t.add_argument("--from-engine", metavar="ENGINE",
                    help="do not build: write the sidecar of ENGINE, built from MODEL (an .onnx) by trtexec")

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 
 from .errors import ImageError, ModelFileError
-from .tracking import iou
 
 DETECTORS = ("haar", "yunet")
 #: landmark order (YuNet's): the eye on the image's left first
@@ -36,6 +35,18 @@ class Face:
         if self.landmarks is None or np.isnan(self.landmarks[:2]).any():
             return None
         return self.landmarks[:2]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of (N, 4) and (M, 4) x, y, w, h boxes: (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    ax1, ay1, bx1, by1 = a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1]
+    ax2, ay2 = ax1 + a[:, None, 2], ay1 + a[:, None, 3]
+    bx2, by2 = bx1 + b[None, :, 2], by1 + b[None, :, 3]
+    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * \
+        np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    union = a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 class Detector(Protocol):

@@ -23,7 +23,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: the shipped models, by the name a user may give instead of a path (see MODEL_CARD.md)
 SHIPPED = {"fer2013": WEIGHTS / "fer2013_arch1.onnx", "ferplus": WEIGHTS / "ferplus_arch1.onnx"}
 DEFAULT_MODEL = SHIPPED["fer2013"]
-#: batch sizes the TensorRT execution provider builds its engine for (min, opt, max)
+#: batch sizes a TensorRT engine is built for (min, opt, max): `fer-ros export` and the TensorRT provider
 TRT_EP_BATCH = (1, 8, 32)
 
 

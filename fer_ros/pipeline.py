@@ -20,7 +20,7 @@ from .tracking import Tracker
 
 #: parameters that need a new detector when they change
 _DETECTOR_FIELDS = ("detector", "detector_model", "detection_size", "detection_score", "haar_scale_factor",
-                    "haar_min_neighbors", "haar_eyes")
+                    "haar_min_neighbors", "haar_eyes", "align")
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Pipeline:
         options = {"detection_size": config.detection_size}
         if config.detector == "haar":
             options.update(scale_factor=config.haar_scale_factor, min_neighbors=config.haar_min_neighbors,
-                           eyes=config.haar_eyes)
+                           eyes=config.haar_eyes and config.align)  # eyes only serve alignment
         else:
             options.update(score_threshold=config.detection_score)
         return make_detector(config.detector, config.detector_model, **options)

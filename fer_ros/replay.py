@@ -19,16 +19,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from . import bagio, messages
-from .config import PipelineConfig, load_config, overrides_from, read_parameters
+from .annotate import annotate
+from .config import PipelineConfig, overrides_from, read_parameters
 from .config import add_arguments as config_arguments
 from .errors import BagError, DataError, ImageError
 from .labels import Labels, read_labels, score
 from .metrics import format_report
-from .node_logic import NodeConfig, TrackTopics, to_config_value
+from .node_logic import NodeConfig, TrackTopics, configs_from_parameters
 from .pipeline import FrameResult, Pipeline
 
 #: stages timed besides the pipeline's own (detect, align, classify, track, total)
@@ -102,9 +104,6 @@ class VideoOut:
         self.path, self.fps, self._writer, self._size = str(path), fps, None, None
 
     def write(self, bgr: np.ndarray, result: FrameResult) -> None:
-        import cv2
-
-        from .annotate import annotate
         frame = annotate(bgr, result)
         if self._writer is None:
             self._size = (frame.shape[1], frame.shape[0])
@@ -377,12 +376,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    config = load_config(args.config, **overrides_from(args))
-    node_values = read_parameters(args.config) if args.config else {}
-    node_fields = {f.name for f in dataclasses.fields(NodeConfig)}
-    node = NodeConfig(**{k: to_config_value(k, v) for k, v in node_values.items() if k in node_fields})
+    values = {**(read_parameters(args.config) if args.config else {}), **overrides_from(args)}
     if args.rep155 is not None:
-        node = dataclasses.replace(node, rep155=args.rep155)
+        values["rep155"] = args.rep155
+    config, node = configs_from_parameters(values)
     result = replay(args.bag, config, node, topic=args.topic, out=args.out, out_storage=args.out_storage,
                     out_distro=args.out_distro, namespace=args.namespace, labels=args.labels, video=args.video,
                     max_frames=args.max_frames, progress=not args.no_progress)

@@ -13,24 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .faces import iou
+
 
 def ema_alpha(dt: float, tau: float) -> float:
     """Weight of a new observation `dt` seconds after the last one, for time constant `tau` seconds."""
     if tau <= 0.0:
         return 1.0
     return float(1.0 - np.exp(-max(dt, 0.0) / tau))
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of (N, 4) and (M, 4) x, y, w, h boxes: (N, M)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    ax1, ay1, bx1, by1 = a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1]
-    ax2, ay2 = ax1 + a[:, None, 2], ay1 + a[:, None, 3]
-    bx2, by2 = bx1 + b[None, :, 2], by1 + b[None, :, 3]
-    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * \
-        np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
-    union = a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 @dataclass
@@ -52,7 +42,7 @@ class Track:
         """Fold this frame's probabilities into the average and return it. A stamp earlier than the last
         one (a bag played again, a clock reset) restarts the average from `raw`."""
         raw = np.asarray(raw, np.float32)
-        if self.probs is None or self.stamp is None or stamp < self.stamp or self.probs.shape != raw.shape:
+        if self.probs is None or self.stamp is None or stamp < self.stamp:
             self.probs = raw.copy()
         else:
             alpha = ema_alpha(stamp - self.stamp, tau)

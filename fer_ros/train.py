@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from . import checkpoint
 from .data import Dataset, load_dataset
 from .errors import DataError
 from .metrics import format_report, report_from_confusion
-from .models import build_model, count_params
+from .models import ARCHS, build_model, count_params
 from .plots import plot_confusion, plot_curves
 from .preprocess import INPUT_SIZE, NORMALIZATION, to_input
 
@@ -67,12 +68,26 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+        """Read a config; DataError naming the file and key for anything unreadable or mistyped."""
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise DataError(f"{path}: cannot read the training config ({e})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{path}: a training config is a mapping of keys to values")
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(raw) - set(types))
         if unknown:
-            raise DataError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
+            raise DataError(f"{path}: unknown config keys {unknown}; known: {sorted(types)}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        for key, value in raw.items():
+            kind = [a for a in typing.get_args(types[key]) if a is not type(None)] or [types[key]]
+            accepted = (int, float) if kind[0] is float else kind[0]
+            if value is not None and (not isinstance(value, accepted) or
+                                      (kind[0] in (int, float) and isinstance(value, bool))):
+                raise DataError(f"{path}: {key} must be {kind[0].__name__}, not {value!r}")
+        if raw.get("arch", cls.arch) not in ARCHS:
+            raise DataError(f"{path}: unknown arch {raw['arch']!r}: choose one of {', '.join(ARCHS)}")
         return cls(**raw)
 
 

@@ -78,3 +78,15 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     a = checkpoint.load(tmp_path / "a" / "last.pt")["state_dict"]
     b = checkpoint.load(tmp_path / "b" / "last.pt")["state_dict"]
     assert torch.equal(a["features.0.weight"], b["features.0.weight"])  # lr 0: the weights it started from
+
+
+@pytest.mark.parametrize("text, error", [("epochs: '80'\n", "epochs must be int"), ("arch: resnet\n", "unknown arch"),
+                                         ("lr 0.1\n", "a mapping"), ("epoch: 3\n", "unknown config keys")])
+def test_bad_configs_are_one_line_errors(tmp_path, text, error):
+    from fer_ros.errors import DataError
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(DataError, match=error):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    with pytest.raises(DataError, match="cannot read"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")

@@ -9,9 +9,7 @@ measured twice: scanning the whole frame every frame (detection_period_s 0), and
 default period, where frames in between look only near tracked faces. Goals on a 2-core CPU:
 <= 15 ms with 1 face, <= 25 ms with 5. Also the peak resident memory of a fresh process
 running the onnxruntime path, and whether it imported torch (it must not).
-
-The model is the shipped default when present, else a random ARCH-1 exported to ONNX (needs
-torch; latency does not depend on the weights).
+The model is the shipped default.
 """
 
 import json

@@ -7,8 +7,7 @@ replayed with an output bag.
 Goal: replay is not slower than the pipeline alone; reading, decoding and writing the bags take
 <= 10% of the time (`io_share`: their total over the wall time; `io_share_of_medians`: the same
 from per-frame medians, which stays meaningful on a machine busy with other jobs). Uses the
-shipped model, or a random ARCH-1 exported to ONNX while none is shipped (speed does not depend
-on the weights; needs torch then).
+shipped model.
 """
 
 import statistics
