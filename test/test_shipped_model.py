@@ -70,3 +70,18 @@ def test_model_card_accuracy_is_reproduced_by_evaluate():
     assert report["n"] == 3589
     assert report["accuracy"] == pytest.approx(card["accuracy"], abs=5e-4)
     assert report["macro_f1"] == pytest.approx(card["macro_f1"], abs=5e-4)
+
+
+def test_ferplus_card_accuracy_is_reproduced_on_ferplus_labels():
+    from conftest import FERPLUS
+
+    from fer_ros.evaluate import evaluate
+
+    if not SHIPPED["ferplus"].is_file():
+        pytest.skip("the FER+ model is not shipped")
+    card = card_metric("ferplus")
+    report = evaluate("ferplus", str(need(FERPLUS)), "PublicTest", pixels=str(need(FER2013)), flip=True,
+                      progress=False)
+    assert report["n"] == 3579 and report["skipped"] == {"not a face": 10}
+    assert report["accuracy"] == pytest.approx(card["accuracy"], abs=5e-4)
+    assert report["macro_f1"] == pytest.approx(card["macro_f1"], abs=5e-4)
