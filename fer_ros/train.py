@@ -80,6 +80,8 @@ class TrainConfig:
         if unknown:
             raise DataError(f"{path}: unknown config keys {unknown}; known: {sorted(types)}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(raw.get("bf16"), bool):  # YAML reads a bare on/off as a boolean
+            raw["bf16"] = "on" if raw["bf16"] else "off"
         for key, value in raw.items():
             kind = [a for a in typing.get_args(types[key]) if a is not type(None)] or [types[key]]
             accepted = (int, float) if kind[0] is float else kind[0]

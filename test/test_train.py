@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import FER2013, ROOT, need, write_fer_csv
 
 torch = pytest.importorskip("torch", reason="training extras (torch) not installed")
@@ -57,7 +58,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 def test_ddp_two_cpu_processes(tmp_path):
     csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(96)], ["Training"] * 64 + ["PublicTest"] * 32)
     config = tmp_path / "c.yaml"
-    config.write_text("\n".join(f"{k}: {v}" for k, v in {**QUICK, "data": str(csv), "epochs": 2}.items()))
+    config.write_text(yaml.safe_dump({**QUICK, "data": str(csv), "epochs": 2}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "fer_ros", "train", "--config", str(config), "--out", str(tmp_path / "ddp")]
