@@ -34,10 +34,10 @@ def annotate(image: np.ndarray, result: FrameResult, bars: bool = True, summary:
         if face.landmarks is not None:
             for px, py in face.landmarks[~np.isnan(face.landmarks).any(axis=1)]:
                 cv2.circle(out, (int(px), int(py)), thick + 1, col, -1, cv2.LINE_AA)
+        if bars:
+            _bars(out, face.probs, result.classes, (x, y, w, h))
         fs = float(np.clip(w / 220, 0.35, scale))
         _label(out, f"{face.track_id} {face.label} {face.confidence:.0%}", (x, y), col, fs, max(1, round(fs * 1.5)))
-        if bars:
-            _bars(out, face.probs, result.classes, (x, y, w, h), scale)
     if summary:
         text = f"{len(result.faces)} faces"
         if result.n_small:
@@ -58,15 +58,19 @@ def _label(img: np.ndarray, text: str, corner: tuple[int, int], col, scale: floa
     cv2.putText(img, text, (x + 2, y - base - 2), FONT, scale, ink, thick, cv2.LINE_AA)
 
 
-def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], box: tuple[int, int, int, int],
-          scale: float) -> None:
-    """One horizontal bar per class (3-letter names) in a panel as wide as the face, below it (or above)."""
+def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], box: tuple[int, int, int, int]) -> None:
+    """One horizontal bar per class (3-letter names) in a panel as wide as the face: below it, else
+    beside it (right, else left), so that it never hides the face's label above the box."""
     x, y, w, h = box
+    height, width = img.shape[:2]
     row = int(np.clip(w / 9, 9, 18))
     fs = row / 30
     pw, ph = max(w, 8 * row), row * len(classes) + 2
-    px = int(np.clip(x, 0, max(0, img.shape[1] - pw)))
-    py = y + h + 2 if y + h + 2 + ph <= img.shape[0] else max(0, y - ph - 2)
+    if y + h + 2 + ph <= height:
+        px, py = int(np.clip(x, 0, max(0, width - pw))), y + h + 2
+    else:
+        px = x + w + 2 if x + w + 2 + pw <= width else max(0, x - pw - 2)
+        py = int(np.clip(y, 0, max(0, height - ph)))
     panel = img[py:py + ph, px:px + pw]
     panel[...] = panel // 3  # darken the background for contrast
     name_w = cv2.getTextSize("www", FONT, fs, 1)[0][0] + 4
