@@ -53,6 +53,8 @@ class DominantEmotions:
         changes = [Change(tid, p.dominant, None, 0.0, left=True) for tid, p in self.people.items() if tid not in faces]
         self.people = {tid: p for tid, p in self.people.items() if tid in faces}
         for tid, probs in faces.items():
+            if not probs:  # nothing to judge this frame: keep the person as they were
+                continue
             person = self.people.setdefault(tid, _Person())
             change = self._step(tid, person, stamp, probs)
             if change:

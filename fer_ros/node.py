@@ -11,7 +11,7 @@ import threading
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -213,7 +213,11 @@ class ExpressionListener(Node):
         self.create_subscription(types["fer_ros/msg/FaceEmotionArray"], "faces", self._on_faces, QUEUE)
 
     def _on_faces(self, msg) -> None:
-        faces = {f.track_id: dict(zip(msg.classes, f.probabilities, strict=False)) for f in msg.faces}
+        faces = {f.track_id: dict(zip(msg.classes, f.probabilities, strict=True)) for f in msg.faces
+                 if len(msg.classes) and len(f.probabilities) == len(msg.classes)}
+        if len(faces) < len(msg.faces):
+            self.get_logger().warning("faces whose probabilities do not match the class names were skipped",
+                                      throttle_duration_sec=5.0)
         for change in self.emotions.update(messages.stamp_seconds(msg.header.stamp), faces):
             self.get_logger().info(describe(change))
 
@@ -222,7 +226,7 @@ def _spin(name: str, make_node, args=None) -> int:
     rclpy.init(args=args)
     try:
         node = make_node()
-    except (FerRosError, ParameterException, ImportError, ValueError) as e:
+    except (FerRosError, ParameterException, NameValidationException, ImportError, ValueError) as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         rclpy.shutdown()
         return 2

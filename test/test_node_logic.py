@@ -256,3 +256,13 @@ def test_hysteresis_parameters_are_checked_and_changes_described():
     assert describe(Change(4, None, "happy", 0.71)) == "person 4: no dominant emotion -> happy (0.71)"
     assert "left" in describe(Change(4, "happy", None, 0.0, left=True))
     assert "no dominant emotion any more" in describe(Change(4, "happy", None, 0.2))
+
+
+def test_listener_survives_a_face_without_probabilities():
+    from fer_ros.expression_listener import DominantEmotions
+
+    emotions = DominantEmotions()
+    assert emotions.update(0.0, {1: {}}) == []
+    emotions.update(1.0, {1: {"happy": 0.9, "sad": 0.1}})
+    changes = emotions.update(2.0, {1: {"happy": 0.9, "sad": 0.1}})
+    assert [(c.track_id, c.new) for c in changes] == [(1, "happy")]
