@@ -19,10 +19,10 @@ import yaml
 from tqdm import tqdm
 
 from . import bagio
+from .encodings import IMAGE_SUFFIXES
 from .errors import DataError
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def image_message(store, bgr: np.ndarray, ns: int, frame_id: str, encoding: str = "bgr8"):

@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 
 from .classes import FER7, FERPLUS8, canonical
+from .encodings import IMAGE_SUFFIXES
 from .errors import DataError
 from .preprocess import INPUT_SIZE
 
 FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 # FER+ vote columns, in file order, mapped to our class names (unknown and NF are not classes)
 _FERPLUS_COLUMNS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
 
 
 @dataclass

@@ -28,6 +28,9 @@ _ALIASES = {"8uc1": "mono8", "8uc3": "bgr8", "8uc4": "bgra8", "16uc1": "mono16"}
 #: every encoding `image_to_bgr` reads
 ENCODINGS = tuple(_LAYOUT)
 
+#: image file types OpenCV reads, for folders of images (infer, bag from-images, datasets)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+
 
 def image_to_bgr(data: bytes | np.ndarray, encoding: str, width: int, height: int, step: int | None = None,
                  big_endian: bool = False) -> np.ndarray:

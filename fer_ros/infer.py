@@ -15,10 +15,8 @@ import numpy as np
 
 from .config import add_arguments as config_arguments
 from .config import load_config, overrides_from
-from .encodings import decode_compressed
+from .encodings import IMAGE_SUFFIXES, decode_compressed
 from .errors import ImageError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 
 def add_arguments(p) -> None:
