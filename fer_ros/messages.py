@@ -39,6 +39,9 @@ OWN_MSG_DIRS = (_HERE / "interfaces" / "fer_ros" / "msg", _HERE.parent / "msg")
 #: packaged copies of the upstream vision_msgs and hri_msgs definitions (see interfaces/README.md)
 UPSTREAM_MSG_DIR = _HERE / "interfaces"
 #: rosbags type stores by ROS distribution
+#: ROS4HRI (REP-155) topics: the tracked face ids, and one expression topic per face id
+HRI_TRACKED = "/humans/faces/tracked"
+HRI_EXPRESSION = "/humans/faces/{}/expression"
 DISTROS = ("humble", "jazzy")
 #: ROS4HRI face ids are this prefix + the track id (a ROS name token must not start with a digit)
 FACE_ID_PREFIX = "fer"

@@ -80,7 +80,7 @@ class FerNode(Node):
         self.detections_pub = self.create_publisher(t["vision_msgs/msg/Detection2DArray"], s.detections_topic, QUEUE)
         self.debug_pub = (self.create_publisher(t["sensor_msgs/msg/Image"], s.debug_image_topic, QUEUE)
                           if s.debug_image else None)
-        self.tracked_pub = (self.create_publisher(t["hri_msgs/msg/IdsList"], "/humans/faces/tracked", QUEUE)
+        self.tracked_pub = (self.create_publisher(t["hri_msgs/msg/IdsList"], messages.HRI_TRACKED, QUEUE)
                             if s.rep155 else None)
         self.diagnostics_pub = self.create_publisher(t["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics", QUEUE)
         if s.transport == "compressed":
@@ -174,7 +174,7 @@ class FerNode(Node):
             self.destroy_publisher(self._expression_pubs.pop(fid))
         for fid in added:
             self._expression_pubs[fid] = self.create_publisher(
-                self.types["hri_msgs/msg/Expression"], f"/humans/faces/{fid}/expression", QUEUE)
+                self.types["hri_msgs/msg/Expression"], messages.HRI_EXPRESSION.format(fid), QUEUE)
         self.tracked_pub.publish(messages.tracked_ids(self.types, self.tracks.ids, header))
         for fid, msg in expressions.items():
             self._expression_pubs[fid].publish(msg)

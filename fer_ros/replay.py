@@ -37,9 +37,6 @@ from .pipeline import FrameResult, Pipeline
 IO_STAGES = ("read", "decode", "write")
 #: errors listed one by one in the report (all are counted)
 MAX_LISTED_ERRORS = 100
-#: ROS4HRI (REP-155) topics of the node
-HRI_TRACKED = "/humans/faces/tracked"
-HRI_EXPRESSION = "/humans/faces/{}/expression"
 
 
 def resolve_topic(name: str, namespace: str = "/", node: str = "fer_node") -> str:
@@ -72,7 +69,7 @@ class OutputBag:
         self._expression_topics: set[str] = set()
         self._tracks, self._keep = TrackTopics(), keep
         if self.rep155:
-            self.bag.add_topic(HRI_TRACKED, "hri_msgs/msg/IdsList")
+            self.bag.add_topic(messages.HRI_TRACKED, "hri_msgs/msg/IdsList")
         self.counts: Counter = Counter()
 
     def write(self, timestamp_ns: int, header, result: FrameResult, image_size: tuple[int, int]) -> None:
@@ -85,9 +82,9 @@ class OutputBag:
         if self.rep155:
             expressions = messages.expressions(t, result, header)
             self._tracks.update(expressions, self._keep)
-            out.append((HRI_TRACKED, messages.tracked_ids(t, self._tracks.ids, header)))
+            out.append((messages.HRI_TRACKED, messages.tracked_ids(t, self._tracks.ids, header)))
             for face_id, msg in expressions.items():
-                topic = HRI_EXPRESSION.format(face_id)
+                topic = messages.HRI_EXPRESSION.format(face_id)
                 if topic not in self._expression_topics:
                     self.bag.add_topic(topic, "hri_msgs/msg/Expression")
                     self._expression_topics.add(topic)
