@@ -53,12 +53,6 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def make_header(store, ns: int, frame_id: str):
-    """A std_msgs/Header of `store` stamped `ns` nanoseconds."""
-    time = store.types["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-    return store.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
-
-
 @dataclass(frozen=True)
 class TopicInfo:
     name: str

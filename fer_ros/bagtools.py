@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from . import bagio
+from . import bagio, messages
 from .encodings import IMAGE_SUFFIXES
 from .errors import DataError
 
@@ -30,7 +30,7 @@ def image_message(store, bgr: np.ndarray, ns: int, frame_id: str, encoding: str 
     conversion = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "mono8": cv2.COLOR_BGR2GRAY}[encoding]
     img = np.ascontiguousarray(bgr if conversion is None else cv2.cvtColor(bgr, conversion))
     h, w = img.shape[:2]
-    return store.types[bagio.IMAGE](header=bagio.make_header(store, ns, frame_id), height=h, width=w,
+    return store.types[bagio.IMAGE](header=messages.header(store.types, ns, frame_id), height=h, width=w,
                                     encoding=encoding, is_bigendian=0, step=img.strides[0], data=img.reshape(-1))
 
 
@@ -40,7 +40,7 @@ def compressed_message(store, bgr: np.ndarray, ns: int, frame_id: str, encoding:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise DataError("JPEG encoding failed")
-    return store.types[bagio.COMPRESSED_IMAGE](header=bagio.make_header(store, ns, frame_id),
+    return store.types[bagio.COMPRESSED_IMAGE](header=messages.header(store.types, ns, frame_id),
                                                format=f"{encoding}; jpeg compressed {encoding}", data=buf.reshape(-1))
 
 
@@ -56,7 +56,7 @@ def camera_info_message(store, ns: int, frame_id: str, width: int, height: int, 
 
     roi = store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return store.types[bagio.CAMERA_INFO](
-        header=bagio.make_header(store, ns, frame_id), height=height, width=width,
+        header=messages.header(store.types, ns, frame_id), height=height, width=width,
         distortion_model=c.get("distortion_model", ""), d=matrix("distortion_coefficients", []),
         k=matrix("camera_matrix", [0.0] * 9), r=matrix("rectification_matrix", [1, 0, 0, 0, 1, 0, 0, 0, 1]),
         p=matrix("projection_matrix", [0.0] * 12), binning_x=0, binning_y=0, roi=roi)

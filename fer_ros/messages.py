@@ -122,12 +122,10 @@ def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def header(types: MessageTypes, stamp_s: float, frame_id: str):
-    """A std_msgs/Header for a stamp in seconds (for replay and tests; the node copies the image's)."""
-    sec = int(np.floor(stamp_s))
-    nanosec = min(int(round((stamp_s - sec) * 1e9)), 999_999_999)
-    return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
-                                        frame_id=frame_id)
+def header(types: Mapping, ns: int, frame_id: str):
+    """A std_msgs/Header stamped `ns` nanoseconds (bags and replay; the node copies the image's)."""
+    time = types["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
 
 
 def face_id(track_id: int) -> str:

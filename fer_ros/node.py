@@ -104,7 +104,7 @@ class FerNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _warn(self, text: str) -> None:
-        self.get_logger().warning(text, throttle_duration_sec=THROTTLE_S, throttle_time_source_type=self.get_clock())
+        self.get_logger().warning(text, throttle_duration_sec=THROTTLE_S)  # system clock: bag loops rewind /clock
 
     def _on_image(self, msg) -> None:
         self.stats.on_input(self._now(), self.slot.put(msg))

@@ -75,8 +75,7 @@ class OutputBag:
     def write(self, timestamp_ns: int, header, result: FrameResult, image_size: tuple[int, int]) -> None:
         """The frame's messages as the node publishes them, the image's header copied."""
         t = self.types
-        header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
-            sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec)), frame_id=str(header.frame_id))
+        header = messages.header(t, bagio.stamp_ns(header), str(header.frame_id))  # in the output's type store
         out = [(self.faces_topic, messages.face_array(t, result, header, image_size)),
                (self.detections_topic, messages.detections(t, result, header))]
         if self.rep155:

@@ -110,7 +110,7 @@ def test_upstream_definitions_are_the_humble_jazzy_ones(store):
 
 def test_face_array_roundtrip_copies_the_header(store, types):
     result = _frame()
-    header = messages.header(types, 1700000000.25, "camera_optical")
+    header = messages.header(types, 1_700_000_000_250_000_000, "camera_optical")
     back = _roundtrip(store, messages.face_array(types, result, header, (640, 360)))
     assert (back.header.stamp.sec, back.header.stamp.nanosec, back.header.frame_id) == (1700000000, 250000000,
                                                                                         "camera_optical")
@@ -125,14 +125,14 @@ def test_face_array_roundtrip_copies_the_header(store, types):
 
 
 def test_empty_frame_roundtrip(store, types):
-    back = _roundtrip(store, messages.face_array(types, FrameResult(5.0, [], FER7), messages.header(types, 5.0, "c"),
-                                                 (320, 240)))
+    header = messages.header(types, 5_000_000_000, "c")
+    back = _roundtrip(store, messages.face_array(types, FrameResult(5.0, [], FER7), header, (320, 240)))
     assert back.faces == [] and back.header.stamp.sec == 5
 
 
 def test_detections_roundtrip(store, types):
     result = _frame()
-    back = _roundtrip(store, messages.detections(types, result, messages.header(types, 2.5, "cam")))
+    back = _roundtrip(store, messages.detections(types, result, messages.header(types, 2_500_000_000, "cam")))
     assert [d.id for d in back.detections] == ["3", "7"]
     det = back.detections[1]
     assert (det.bbox.center.position.x, det.bbox.center.position.y) == (42.5, 56.0)
@@ -147,7 +147,7 @@ def test_detections_roundtrip(store, types):
 
 def test_rep155_messages_roundtrip(store, types):
     result = _frame()
-    header = messages.header(types, 3.0, "cam")
+    header = messages.header(types, 3_000_000_000, "cam")
     ids = [messages.face_id(f.track_id) for f in result.faces]
     assert ids == ["fer7", "fer3"] and all(re.fullmatch(r"[a-z][a-z0-9_]*", i) for i in ids)
     assert _roundtrip(store, messages.tracked_ids(types, sorted(ids), header)).ids == ["fer3", "fer7"]
@@ -163,10 +163,11 @@ def test_rep155_messages_roundtrip(store, types):
 
 def test_image_and_diagnostics_roundtrip(store, types):
     bgr = np.random.default_rng(1).integers(0, 255, (6, 8, 3), np.uint8)
-    img = _roundtrip(store, messages.image(types, bgr, messages.header(types, 1.0, "cam")))
+    img = _roundtrip(store, messages.image(types, bgr, messages.header(types, 1_000_000_000, "cam")))
     assert (img.encoding, img.width, img.height, img.step) == ("bgr8", 8, 6, 24)
     np.testing.assert_array_equal(messages.bgr_from_msg(img), bgr)
-    diag = _roundtrip(store, messages.diagnostics(types, messages.header(types, 9.0, ""), "fer_node: fer", "/fer_node",
+    header = messages.header(types, 9_000_000_000, "")
+    diag = _roundtrip(store, messages.diagnostics(types, header, "fer_node: fer", "/fer_node",
                                                   "WARN", "slow", {"latency_median_ms": "12.50", "frames_dropped": 3}))
     status = diag.status[0]
     assert status.level == store.types["diagnostic_msgs/msg/DiagnosticStatus"].WARN
@@ -176,7 +177,7 @@ def test_image_and_diagnostics_roundtrip(store, types):
 def test_bgr_from_msg_reads_raw_and_compressed(types, store):
     rng = np.random.default_rng(2)
     bgr = rng.integers(0, 255, (5, 7, 3), np.uint8)
-    image_cls, header = types["sensor_msgs/msg/Image"], messages.header(types, 0.0, "c")
+    image_cls, header = types["sensor_msgs/msg/Image"], messages.header(types, 0, "c")
     rgb_padded = np.zeros((5, 7 * 3 + 3), np.uint8)
     rgb_padded[:, :21] = bgr[:, :, ::-1].reshape(5, 21)
     msg = image_cls(header=header, height=5, width=7, encoding="rgb8", is_bigendian=0, step=24,
@@ -195,9 +196,9 @@ def test_bgr_from_msg_reads_raw_and_compressed(types, store):
 
 def test_header_rounds_stamps():
     types = messages.rosbags_types(messages.rosbags_typestore("humble"))
-    h = messages.header(types, 12.9999999999, "x")
+    h = messages.header(types, 13_000_000_000, "x")
     assert (h.stamp.sec, h.stamp.nanosec) == (12, 999999999) or (h.stamp.sec, h.stamp.nanosec) == (13, 0)
-    assert messages.stamp_seconds(messages.header(types, 4.125, "x").stamp) == 4.125
+    assert messages.stamp_seconds(messages.header(types, 4_125_000_000, "x").stamp) == 4.125
 
 
 def test_rclpy_sequence_uses_rosidl_type_codes():
