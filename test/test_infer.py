@@ -16,7 +16,7 @@ def infer(capsys, *args) -> tuple[int, list[dict], str]:
     return code, [json.loads(line) for line in out.splitlines()], err
 
 
-def test_image_with_save(capsys, tmp_path, onnx_model):  # noqa: F811
+def test_image_with_save(capsys, tmp_path, onnx_model):
     image = need(FACES / "single_face.jpg")
     saved = tmp_path / "annotated.png"
     code, lines, _ = infer(capsys, image, "--model", onnx_model, "--save", saved)
@@ -31,7 +31,7 @@ def test_image_with_save(capsys, tmp_path, onnx_model):  # noqa: F811
     assert drawn.shape == cv2.imread(str(image)).shape and (drawn != cv2.imread(str(image))).any()
 
 
-def test_folder_keeps_going_past_a_bad_image(capsys, tmp_path, onnx_model):  # noqa: F811
+def test_folder_keeps_going_past_a_bad_image(capsys, tmp_path, onnx_model):
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("happy_black.jpg", "multi_face.jpg"):
@@ -45,7 +45,7 @@ def test_folder_keeps_going_past_a_bad_image(capsys, tmp_path, onnx_model):  # n
     assert sorted(p.name for p in out.iterdir()) == ["happy_black.jpg", "multi_face.jpg"]
 
 
-def test_video_stamps_and_mp4(capsys, tmp_path, onnx_model):  # noqa: F811
+def test_video_stamps_and_mp4(capsys, tmp_path, onnx_model):
     clip = need(VIDEOS / "pyfeat_single_face.mp4")
     saved = tmp_path / "out.mp4"
     code, lines, _ = infer(capsys, clip, "--model", onnx_model, "--max-frames", 6, "--save", saved)
@@ -64,7 +64,7 @@ def test_video_stamps_and_mp4(capsys, tmp_path, onnx_model):  # noqa: F811
     (["{photo}", "--detector", "yunet", "--detector-model", "{tmp}/absent.onnx"], "absent.onnx: no such YuNet"),
     (["{photo}", "--config", "{tmp}/absent.yaml"], "absent.yaml: cannot read"),
 ])
-def test_bad_sources_fail_in_one_line(capsys, tmp_path, onnx_model, args, message):  # noqa: F811
+def test_bad_sources_fail_in_one_line(capsys, tmp_path, onnx_model, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "fake.mp4").write_bytes(b"no video here")
     (tmp_path / "fake.jpg").write_bytes(b"no image here")
