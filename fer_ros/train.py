@@ -64,6 +64,9 @@ class TrainConfig:
     bf16: str = "auto"  # auto | on | off: bf16 autocast on CPUs with AVX-512 BF16 / AMX, and on CUDA
     max_rows: int = 0  # use only the first N training rows (quick runs and tests); 0 = all
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning, warm restarts)
+    teacher: str | None = None  # distil from this checkpoint: its probabilities join the training targets
+    distill_weight: float = 0.5  # share of the teacher's probabilities in each target (the rest: the label)
+    distill_temperature: float = 2.0  # the teacher's logits are divided by this before the softmax
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
 
     @classmethod
@@ -105,12 +108,19 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, help="override the learning rate")
     p.add_argument("--max-rows", type=int, dest="max_rows", help="train on the first N rows only (quick runs)")
     p.add_argument("--bf16", choices=("auto", "on", "off"), help="bf16 autocast (default from config: auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="override any config key, VALUE read as YAML (repeatable), e.g. --set distill_weight=0.8")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
 
 def run(args) -> int:
     overrides = {k: getattr(args, k) for k in ("arch", "data", "pixels", "epochs", "batch_size", "lr",
                                                "max_rows", "bf16")}
+    for setting in args.settings:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise DataError(f"--set {setting}: write KEY=VALUE, e.g. --set lr=0.01")
+        overrides[key.strip()] = yaml.safe_load(value)
     cfg = TrainConfig.from_yaml(args.config, **overrides)
     train(cfg, Path(args.out), resume=args.resume)
     return 0
@@ -219,7 +229,27 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
                        classes=train.classes)
     if cfg.max_rows:
         train = Dataset(train.images[:cfg.max_rows], train.targets[:cfg.max_rows], train.classes, train.source)
+    if cfg.teacher:
+        train = Dataset(train.images, distill_targets(cfg, train), train.classes, train.source)
     return train, val
+
+
+@torch.no_grad()
+def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
+    """Soft targets (N, C): (1 - w) * label + w * the teacher's mirror-averaged probabilities at temperature T.
+
+    The teacher sees each training crop once, unaugmented; its mirror average makes the targets
+    fit a flipped crop as well as the original.
+    """
+    teacher, meta = checkpoint.load_model(cfg.teacher)
+    if tuple(meta["classes"]) != data.classes:
+        raise DataError(f"{cfg.teacher}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
+    x = torch.from_numpy(to_input(data.images))
+    probs = torch.cat([(F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
+                        F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1)) / 2 for xb in x.split(1024)])
+    labels = torch.from_numpy(data.targets).float() if data.targets.ndim == 2 else \
+        F.one_hot(torch.from_numpy(data.targets).long(), len(data.classes)).float()
+    return ((1 - cfg.distill_weight) * labels + cfg.distill_weight * probs).numpy()
 
 
 @torch.no_grad()

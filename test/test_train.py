@@ -10,8 +10,10 @@ from conftest import FER2013, ROOT, need, write_fer_csv
 torch = pytest.importorskip("torch", reason="training extras (torch) not installed")
 
 from fer_ros import checkpoint  # noqa: E402
+from fer_ros.cli import main  # noqa: E402
+from fer_ros.data import load_dataset  # noqa: E402
 from fer_ros.errors import ModelFileError  # noqa: E402
-from fer_ros.train import TrainConfig, train  # noqa: E402
+from fer_ros.train import TrainConfig, distill_targets, train  # noqa: E402
 
 QUICK = dict(optimizer="adam", lr=2e-3, schedule="constant", warmup_epochs=0, batch_size=32, dropout=0.0,
              rotation=0, shift=0, zoom=0, hflip=False, bf16="off")
@@ -79,6 +81,38 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     a = checkpoint.load(tmp_path / "a" / "last.pt")["state_dict"]
     b = checkpoint.load(tmp_path / "b" / "last.pt")["state_dict"]
     assert torch.equal(a["features.0.weight"], b["features.0.weight"])  # lr 0: the weights it started from
+
+
+def test_distillation_mixes_labels_with_the_teachers_probabilities(tmp_path):
+    import numpy as np
+
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(40)], ["Training"] * 32 + ["PublicTest"] * 8)
+    train(TrainConfig(data=str(csv), epochs=1, **QUICK), tmp_path / "teacher")
+    teacher = str(tmp_path / "teacher" / "best.pt")
+    data = load_dataset(str(csv), "Training")
+    rows = np.arange(len(data))
+    labels_only = distill_targets(TrainConfig(teacher=teacher, distill_weight=0.0), data)
+    assert np.array_equal(labels_only, np.eye(7, dtype=np.float32)[data.labels])
+    mixed = distill_targets(TrainConfig(teacher=teacher, distill_weight=0.5, distill_temperature=2.0), data)
+    assert np.allclose(mixed.sum(1), 1.0, atol=1e-5)
+    assert (mixed[rows, data.labels] >= 0.5).all() and (mixed[rows, data.labels] < 1.0).all()
+    colder = distill_targets(TrainConfig(teacher=teacher, distill_weight=1.0, distill_temperature=0.5), data)
+    hotter = distill_targets(TrainConfig(teacher=teacher, distill_weight=1.0, distill_temperature=4.0), data)
+    assert (colder.max(1) > hotter.max(1)).all()  # temperature softens the teacher
+    train(TrainConfig(data=str(csv), epochs=1, teacher=teacher, **QUICK), tmp_path / "student")
+    assert checkpoint.load(tmp_path / "student" / "best.pt")["metadata"]["config"]["teacher"] == teacher
+
+
+def test_set_overrides_any_config_key(tmp_path, capsys):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(40)], ["Training"] * 32 + ["PublicTest"] * 8)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": str(csv), **QUICK}))
+    argv = ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--set", "epochs=1", "--set", "seed=3"]) == 0
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["metadata"]["config"]["seed"] == 3
+    assert main([*argv, "--set", "seed"]) == 2
+    assert main([*argv, "--set", "seed=three"]) == 2
+    err = capsys.readouterr().err
+    assert "--set seed: write KEY=VALUE" in err and "seed must be int" in err
 
 
 @pytest.mark.parametrize("text, error", [("epochs: '80'\n", "epochs must be int"), ("arch: resnet\n", "unknown arch"),
