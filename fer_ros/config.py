@@ -87,19 +87,23 @@ class PipelineConfig:
                 raise ConfigError(reason)
 
 
+def value_type(f: dataclasses.Field) -> type:
+    """A config field's value type (str for the optional file paths, where "" means unset); the config
+    modules use `from __future__ import annotations`, so field types are strings."""
+    return {"bool": bool, "int": int, "float": float}.get(f.type, str)
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-#: each parameter's value type (str for the optional file paths, where "" means unset)
-TYPES = {name: {"bool": bool, "int": int, "float": float}.get(f.type, str) for name, f in FIELDS.items()}
 
 
-def validate(name: str, value) -> str | None:
-    """Why `value` is not acceptable for parameter `name`, or None if it is."""
-    f = FIELDS.get(name)
+def validate(name: str, value, fields: dict[str, dataclasses.Field] = FIELDS) -> str | None:
+    """Why `value` is not acceptable for parameter `name` (a field of `fields`), or None if it is."""
+    f = fields.get(name)
     if f is None:
-        return f"unknown pipeline parameter {name!r}"
-    optional = f.type == "str | None"
-    kind = {float: (int, float), str: (str, type(None)) if optional else str}.get(TYPES[name], TYPES[name])
-    if (isinstance(value, bool) and TYPES[name] is not bool) or not isinstance(value, kind):
+        return f"unknown parameter {name!r}"
+    expected = value_type(f)
+    kind = {float: (int, float), str: (str, type(None)) if f.type == "str | None" else str}.get(expected, expected)
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, kind):
         return f"{name} must be {f.type.replace(' | None', ' or empty')}, not {value!r}"
     meta = f.metadata
     if "choices" in meta and value not in meta["choices"]:
@@ -109,9 +113,9 @@ def validate(name: str, value) -> str | None:
     return None
 
 
-def coerce(name: str, value):
+def coerce(name: str, value, fields: dict[str, dataclasses.Field] = FIELDS):
     """A parameter value as its field's type where that is lossless (int -> float, "" -> None)."""
-    f = FIELDS.get(name)
+    f = fields.get(name)
     if f is not None and f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if f is not None and f.type == "str | None" and value == "":
@@ -171,12 +175,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("pipeline parameters (as the node's; they override --config)")
     for name, f in FIELDS.items():
         help_ = f.metadata["description"].replace("%", "%%")
-        if TYPES[name] is bool:
+        if value_type(FIELDS[name]) is bool:
             g.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
                            help=help_)
         else:
             limits = f.metadata.get("range")
-            g.add_argument(f"--{name.replace('_', '-')}", type=TYPES[name], default=None,
+            g.add_argument(f"--{name.replace('_', '-')}", type=value_type(FIELDS[name]), default=None,
                            choices=f.metadata.get("choices"), metavar=f"{limits[0]}..{limits[1]}" if limits else None,
                            help=help_)
 

@@ -3,6 +3,8 @@
 `fer_ros.node` wires these to rclpy; everything here is plain Python so it is tested without ROS.
 """
 
+from __future__ import annotations
+
 import statistics
 import threading
 from collections import deque
@@ -74,7 +76,9 @@ def _specs_of(cls) -> list[ParameterSpec]:
 
 #: every node parameter, the pipeline's first; names are unique across both
 PARAMETERS: dict[str, ParameterSpec] = {s.name: s for s in _specs_of(PipelineConfig) + _specs_of(NodeConfig)}
-PIPELINE_NAMES = frozenset(f.name for f in fields(PipelineConfig))
+PIPELINE_NAMES = frozenset(pipeline_config.FIELDS)
+#: the config fields behind the parameters, for `config.validate` and `config.coerce`
+FIELDS = {**pipeline_config.FIELDS, **{f.name: f for f in fields(NodeConfig)}}
 
 
 def validate_parameter(name: str, value: Any, running: bool = True) -> str | None:
@@ -84,24 +88,12 @@ def validate_parameter(name: str, value: Any, running: bool = True) -> str | Non
         return f"unknown parameter {name!r}"
     if running and not spec.dynamic:
         return f"{name} is read-only while the node runs: set it in the parameters file and restart"
-    if name in PIPELINE_NAMES:
-        return pipeline_config.validate(name, pipeline_config.coerce(name, value))
-    expected = type(spec.default)
-    allowed = (int, float) if expected is float else expected
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
-        return f"{name} must be a {expected.__name__}, not {value!r}"
-    if spec.range and not spec.range[0] <= value <= spec.range[1]:
-        return f"{name}={value} is outside {spec.range[0]}..{spec.range[1]}"
-    if spec.choices and value not in spec.choices:
-        return f"{name}={value!r} is not one of {', '.join(spec.choices)}"
-    return None
+    return pipeline_config.validate(name, to_config_value(name, value), FIELDS)
 
 
 def to_config_value(name: str, value: Any) -> Any:
     """A ROS parameter value as the config dataclasses hold it (int -> float, "" -> None where optional)."""
-    if name in PIPELINE_NAMES:
-        return pipeline_config.coerce(name, value)
-    return float(value) if isinstance(PARAMETERS[name].default, float) else value
+    return pipeline_config.coerce(name, value, FIELDS)
 
 
 def configs_from_parameters(values: Mapping[str, Any]) -> tuple[PipelineConfig, NodeConfig]:

@@ -107,8 +107,14 @@ class TestFerNode(unittest.TestCase):
         self.assertTrue(self._wait(IdsList, "/humans/faces/tracked", same_header, publish=[_image()]))
 
     def test_a_bad_image_is_skipped_not_fatal(self):
+        def counted_failure(m):
+            return any(kv.key == "frames_failed" and int(kv.value) > 0 for s in m.status for kv in s.values)
+
         bad = _image(encoding="no_such_encoding")
-        self.assertTrue(self._wait(FaceEmotionArray, "faces", lambda m: True, publish=[bad, _image()]))
+        self.assertTrue(self._wait(DiagnosticArray, "/diagnostics", counted_failure, publish=[bad]),
+                        "the bad image was not counted in frames_failed")
+        self.assertTrue(self._wait(FaceEmotionArray, "faces", lambda m: True, publish=[_image()]),
+                        "no faces published after the bad image")
 
     def test_diagnostics(self):
         def ours(m):

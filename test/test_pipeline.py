@@ -201,7 +201,7 @@ def test_bad_parameters_files(tmp_path, text, message):
 def test_bad_overrides_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="detector must be one of haar, yunet"):
         load_config(detector="dlib")
-    with pytest.raises(ConfigError, match="unknown pipeline parameter 'colour'"):
+    with pytest.raises(ConfigError, match="unknown parameter 'colour'"):
         load_config(colour=1)
     with pytest.raises(ConfigError, match="absent.yaml: cannot read"):
         load_config(tmp_path / "absent.yaml")
