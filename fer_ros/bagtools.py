@@ -21,6 +21,7 @@ from tqdm import tqdm
 from . import bagio, messages
 from .encodings import IMAGE_SUFFIXES
 from .errors import DataError
+from .video import Video, scaled
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
 
@@ -97,35 +98,6 @@ def write_image_bag(out: str | Path, frames: Iterable[tuple[float, np.ndarray]],
     return n
 
 
-def video_frames(path: str | Path, step: int = 1, max_frames: int | None = None,
-                 scale: float = 1.0) -> tuple[Iterator[tuple[float, np.ndarray]], int]:
-    """(seconds, BGR) of every `step`-th frame, timed by the container (CAP_PROP_POS_MSEC, else index/fps)."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"{path}: cannot open the video (missing file or unsupported codec)")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    total = -(-total // step) if total > 0 else 0
-    total = min(total, max_frames) if max_frames else total
-
-    def frames():
-        index, last, n = 0, -1.0, 0  # some containers report no or repeated times: then index / fps
-        try:
-            while max_frames is None or n < max_frames:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3
-                t = last = t if t > last else index / fps
-                if index % step == 0:
-                    yield t, _scaled(frame, scale)
-                    n += 1
-                index += 1
-        finally:
-            cap.release()
-    return frames(), total
-
-
 def image_frames(folder: str | Path, fps: float, scale: float = 1.0) -> tuple[Iterator[tuple[float, np.ndarray]], int]:
     """(index / fps, BGR) of the images in a folder, by file name; unreadable files are skipped with a warning."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
@@ -140,16 +112,9 @@ def image_frames(folder: str | Path, fps: float, scale: float = 1.0) -> tuple[It
             if img is None:
                 tqdm.write(f"warning: {p}: not a readable image, skipped")
                 continue
-            yield n / fps, _scaled(img, scale)
+            yield n / fps, scaled(img, scale)
             n += 1
     return frames(), len(files)
-
-
-def _scaled(img: np.ndarray, scale: float) -> np.ndarray:
-    if scale == 1.0:
-        return img
-    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def bag_info(path: str | Path) -> dict:
@@ -241,7 +206,8 @@ def run(args) -> int:
         if value <= 0:
             raise DataError(f"--{name} must be positive, not {value}")
     if args.bag_command == "from-video":
-        frames, total = video_frames(args.video, args.step, args.max_frames, args.scale)
+        video = Video(args.video)
+        frames, total = video.frames(args.step, args.max_frames, args.scale), video.count(args.step, args.max_frames)
     else:
         frames, total = image_frames(args.folder, args.fps, args.scale)
     calibration = args.camera_info

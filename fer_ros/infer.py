@@ -17,6 +17,7 @@ from .config import add_arguments as config_arguments
 from .config import load_config, overrides_from
 from .encodings import IMAGE_SUFFIXES, decode_compressed
 from .errors import ImageError
+from .video import Video
 
 
 def add_arguments(p) -> None:
@@ -67,18 +68,33 @@ class _Source:
         self.kind, self.target, self.paths = kind, target, paths or []
         self.still = kind in ("image", "folder")
         self.fps = 30.0
-        self.cap = None
-        if not self.still:
+        self.video = self.cap = None
+        if kind == "video":
+            self.video = Video(target)
+            self.fps = self.video.fps
+        elif kind == "camera":
             self.cap = cv2.VideoCapture(target)
             if not self.cap.isOpened():
-                what = f"camera {target}" if kind == "camera" else f"{target}: not a readable video file"
-                raise ImageError(f"cannot open {what}")
-            self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+                raise ImageError(f"cannot open camera {target}")
 
     def frames(self, limit: int | None) -> Iterator[tuple[str, int, float, np.ndarray | None]]:
         from tqdm import tqdm
 
-        if self.still:
+        if self.video is not None:
+            for index, (stamp, image) in enumerate(tqdm(self.video.frames(max_frames=limit), desc="frames",
+                                                        unit="frame", total=self.video.count(max_frames=limit) or None,
+                                                        file=sys.stderr)):
+                yield str(self.target), index, stamp, image
+        elif self.cap is not None:
+            index = 0
+            while limit is None or index < limit:
+                ok, image = self.cap.read()
+                if not ok:
+                    break
+                yield f"camera:{self.target}", index, time.time(), image
+                index += 1
+            self.cap.release()
+        else:
             paths = self.paths[:limit] if limit is not None else self.paths
             for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2, file=sys.stderr):
                 try:
@@ -89,21 +105,6 @@ class _Source:
                     tqdm.write(f"fer-ros infer: skipped {path}: {e}", file=sys.stderr)
                     image = None
                 yield str(path), 0, 0.0, image
-            return
-        total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else None
-        total = min(total, limit) if total and limit is not None else (total or limit)
-        name = str(self.target) if self.kind == "video" else f"camera:{self.target}"
-        with tqdm(total=total, desc="frames", unit="frame", disable=self.kind == "camera", file=sys.stderr) as bar:
-            index = 0
-            while limit is None or index < limit:
-                ok, image = self.cap.read()
-                if not ok:
-                    break
-                stamp = index / self.fps if self.kind == "video" else time.time()
-                yield name, index, stamp, image
-                index += 1
-                bar.update()
-        self.cap.release()
 
 
 def _open(source: str) -> _Source:

@@ -12,9 +12,10 @@ import yaml
 from conftest import VIDEOS, need
 
 from fer_ros import bagio
-from fer_ros.bagtools import bag_info, camera_info_topic, video_frames, write_image_bag
+from fer_ros.bagtools import bag_info, camera_info_topic, write_image_bag
 from fer_ros.cli import main
 from fer_ros.errors import BagError, DataError
+from fer_ros.video import Video
 
 pytest.importorskip("rosbags", reason="bag IO needs rosbags (pip install 'fer_ros[bag]')")
 
@@ -126,8 +127,8 @@ def test_from_video_cli_uses_the_video_timestamps(tmp_path, capsys):
     stamps = [bagio.stamp_ns(h) / 1e9 for _, _, h in got]
     np.testing.assert_allclose(stamps, [0, 0.1, 0.2, 0.3, 0.4], atol=1e-6)  # 30 fps, every 3rd frame
     assert got[0][1].shape == (90, 160, 3)
-    gen, total = video_frames(video, step=3)
-    assert total == 24 and len(list(gen)) == 24
+    clip = Video(video)
+    assert clip.count(step=3) == 24 and len(list(clip.frames(step=3))) == 24
 
 
 def test_info_cli_table_and_json(tmp_path, capsys):
@@ -184,6 +185,6 @@ def test_unreadable_inputs_raise_bag_errors(tmp_path):
     with pytest.raises(BagError, match="exists; remove it"):
         write_image_bag(tmp_path / "bag", frames(1))
     with pytest.raises(DataError, match="cannot open the video"):
-        video_frames(tmp_path / "none.mp4")
+        Video(tmp_path / "none.mp4")
     assert main(["bag", "info", str(tmp_path / "junk")]) == 2
     assert main(["bag", "from-images", str(tmp_path), str(tmp_path / "x"), "--fps", "0"]) == 2

@@ -59,7 +59,7 @@ def test_video_stamps_and_mp4(capsys, tmp_path, onnx_model):
 @pytest.mark.parametrize("args, message", [
     (["/nonexistent/photo.jpg"], "/nonexistent/photo.jpg: no such file, folder or camera"),
     (["{tmp}/empty"], "no images"),
-    (["{tmp}/fake.mp4"], "not a readable video file"),
+    (["{tmp}/fake.mp4"], "fake.mp4: cannot open the video"),
     (["{tmp}/fake.jpg"], "fake.jpg: compressed image"),
     (["{photo}", "--detector", "yunet", "--detector-model", "{tmp}/absent.onnx"], "absent.onnx: no such YuNet"),
     (["{photo}", "--config", "{tmp}/absent.yaml"], "absent.yaml: cannot read"),

@@ -9,13 +9,14 @@ import pytest
 from conftest import VIDEOS, need
 
 from fer_ros import bagio, messages
-from fer_ros.bagtools import image_message, video_frames, write_image_bag
+from fer_ros.bagtools import image_message, write_image_bag
 from fer_ros.cli import main
 from fer_ros.config import load_config
 from fer_ros.errors import BagError, DataError
 from fer_ros.labels import FACE, NO_FACE, read_labels, score
 from fer_ros.node_logic import NodeConfig
 from fer_ros.replay import replay, resolve_topic
+from fer_ros.video import Video
 
 pytest.importorskip("rosbags", reason="replay needs rosbags (pip install 'fer_ros[bag]')")
 
@@ -66,7 +67,7 @@ def test_output_bag_has_the_node_topics_at_the_input_times(tmp_path, model, stor
 
 def test_labelled_clip_scores_face_detection_and_expressions(tmp_path, model):
     """pyfeat_face_noface.mov: a face in frames 0-71, none in 72-168 (checked by eye); every 4th frame, half size."""
-    frames, _ = video_frames(need(VIDEOS / "pyfeat_face_noface.mov"), step=4, scale=0.5)
+    frames = Video(need(VIDEOS / "pyfeat_face_noface.mov")).frames(step=4, scale=0.5)
     write_image_bag(tmp_path / "in", frames, start_time=START)
     with bagio.BagReader(tmp_path / "in") as bag:
         times = [(m.timestamp - bag.start_ns) / 1e9 for m in bag.messages("/camera/image_raw")]

@@ -25,15 +25,16 @@ CASES = (("sqlite3", "humble", False), ("mcap", "jazzy", False), ("mcap", "jazzy
 
 
 def run(args) -> list[dict]:
-    from ..bagtools import video_frames, write_image_bag
+    from ..bagtools import write_image_bag
     from ..config import load_config
     from ..pipeline import Pipeline
     from ..replay import replay
+    from ..video import Video
 
     if not CLIP.is_file():
         return [{"section": "replay", "case": "skipped", "note": f"{CLIP} is absent"}]
     passes = 1 if args.quick else 3
-    clip = list(video_frames(CLIP)[0])
+    clip = list(Video(CLIP).frames())
     period = clip[-1][0] + (clip[-1][0] - clip[0][0]) / (len(clip) - 1)
     frames = [(t + loop * period, bgr) for loop in range(LOOPS) for t, bgr in clip]
     rows = []

@@ -1,0 +1,53 @@
+"""Video files: one reader, timed by the container, for `fer-ros infer` and `fer-ros bag from-video`."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import DataError
+
+
+def scaled(img: np.ndarray, scale: float) -> np.ndarray:
+    """`img` resized by `scale` (area averaging when shrinking)."""
+    if scale == 1.0:
+        return img
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+class Video:
+    """An open video file: its frame rate, frame count (0 when the container does not say) and frames."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise DataError(f"{path}: cannot open the video (missing file or unsupported codec)")
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def count(self, step: int = 1, max_frames: int | None = None) -> int:
+        """How many frames `frames(step, max_frames)` yields, if the container knows its length (else 0)."""
+        n = -(-self.total // step)
+        return min(n, max_frames) if max_frames else n
+
+    def frames(self, step: int = 1, max_frames: int | None = None,
+               scale: float = 1.0) -> Iterator[tuple[float, np.ndarray]]:
+        """(seconds, BGR) of every `step`-th frame, by CAP_PROP_POS_MSEC; index / fps where the container
+        reports no time or repeats one. Reads the file once, then releases it."""
+        index, last, n = 0, -1.0, 0
+        try:
+            while max_frames is None or n < max_frames:
+                ok, frame = self._cap.read()
+                if not ok:
+                    return
+                t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+                t = last = t if t > last else index / self.fps
+                if index % step == 0:
+                    yield t, scaled(frame, scale)
+                    n += 1
+                index += 1
+        finally:
+            self._cap.release()
