@@ -175,12 +175,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("pipeline parameters (as the node's; they override --config)")
     for name, f in FIELDS.items():
         help_ = f.metadata["description"].replace("%", "%%")
-        if value_type(FIELDS[name]) is bool:
+        if value_type(f) is bool:
             g.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
                            help=help_)
         else:
             limits = f.metadata.get("range")
-            g.add_argument(f"--{name.replace('_', '-')}", type=value_type(FIELDS[name]), default=None,
+            g.add_argument(f"--{name.replace('_', '-')}", type=value_type(f), default=None,
                            choices=f.metadata.get("choices"), metavar=f"{limits[0]}..{limits[1]}" if limits else None,
                            help=help_)
 
