@@ -148,7 +148,7 @@ class FerNode(Node):
                     return self.bridge.compressed_imgmsg_to_cv2(msg, "bgr8")
                 return self.bridge.imgmsg_to_cv2(msg, "bgr8")
             except self._bridge_error:
-                pass  # an encoding cv_bridge cannot convert (e.g. yuv422_yuy2): the numpy conversion may
+                pass  # an encoding cv_bridge cannot convert (e.g. uyvy, yuyv): the numpy conversion may
         return messages.bgr_from_msg(msg)
 
     def _process(self, msg) -> None:

@@ -94,3 +94,18 @@ def test_compressed(bgr):
         decode_compressed(b"")
     with pytest.raises(ImageError, match="could not be decoded"):
         decode_compressed(png.tobytes()[:20])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_same_bgr_as_cv_bridge(bgr, encoding):
+    """The node decodes with cv_bridge where it is installed, else with image_to_bgr: both must agree."""
+    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge (ROS 2) is not installed")
+    from sensor_msgs.msg import Image
+
+    buf, _ = encode(bgr, encoding)
+    msg = Image(height=H, width=W, encoding=encoding, is_bigendian=0, step=buf.nbytes // H, data=buf.tobytes())
+    try:
+        theirs = cv_bridge.CvBridge().imgmsg_to_cv2(msg, "bgr8")
+    except cv_bridge.CvBridgeError as e:
+        pytest.skip(f"cv_bridge cannot convert {encoding} ({e}): the node falls back to image_to_bgr")
+    np.testing.assert_array_equal(image_to_bgr(buf.tobytes(), encoding, W, H), theirs)
