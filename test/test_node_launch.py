@@ -24,6 +24,7 @@ try:
     get_package_share_directory("fer_ros")
     from fer_ros.msg import FaceEmotionArray
 
+    from fer_ros import messages
     from fer_ros.inference import DEFAULT_MODEL
 except (PackageNotFoundError, ImportError) as e:
     pytest.skip(f"fer_ros is not built in the sourced workspace ({e}): colcon build, source install/setup.bash",
@@ -34,7 +35,7 @@ if not DEFAULT_MODEL.is_file():
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from hri_msgs.msg import IdsList  # noqa: E402
+from hri_msgs.msg import Expression, IdsList  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -104,7 +105,12 @@ class TestFerNode(unittest.TestCase):
             self.assertAlmostEqual(sum(face.probabilities), 1.0, places=3)
             self.assertEqual(len(face.raw_probabilities), 7)
         self.assertTrue(self._wait(Detection2DArray, "detections", same_header, publish=[_image()]))
-        self.assertTrue(self._wait(IdsList, "/humans/faces/tracked", same_header, publish=[_image()]))
+        tracked = self._wait(IdsList, "/humans/faces/tracked", same_header, publish=[_image()])
+        self.assertTrue(tracked and tracked[-1].ids, "no tracked face ids (REP-155)")
+        topic = messages.HRI_EXPRESSION.format(tracked[-1].ids[0])
+        expressions = self._wait(Expression, topic, same_header, publish=[_image()])
+        self.assertTrue(expressions, f"no hri_msgs/Expression on {topic}")
+        self.assertTrue(0.0 <= expressions[-1].confidence <= 1.0 and -1.0 <= expressions[-1].valence <= 1.0)
 
     def test_a_bad_image_is_skipped_not_fatal(self):
         def counted_failure(m):
