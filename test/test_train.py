@@ -115,6 +115,13 @@ def test_set_overrides_any_config_key(tmp_path, capsys):
     assert "--set seed: write KEY=VALUE" in err and "seed must be int" in err
 
 
+@pytest.mark.parametrize("config", sorted((ROOT / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_reads(config):
+    cfg = TrainConfig.from_yaml(config)
+    assert cfg.val_split == "PublicTest"  # PrivateTest stays held back
+    assert cfg.teacher is None or cfg.teacher.endswith(".pt")
+
+
 @pytest.mark.parametrize("text, error", [("epochs: '80'\n", "epochs must be int"), ("arch: resnet\n", "unknown arch"),
                                          ("lr 0.1\n", "a mapping"), ("epoch: 3\n", "unknown config keys")])
 def test_bad_configs_are_one_line_errors(tmp_path, text, error):
