@@ -58,6 +58,7 @@ class TrainConfig:
     shift: float = 0.1  # fraction of the image, +-
     zoom: float = 0.1  # +-
     hflip: bool = True
+    erase: float = 0.0  # probability of blanking a random rectangle (2-33% of the crop) to its mean grey
     tta_flip: bool = False  # validate on the mean of the image and its mirror
     seed: int = 0
     num_threads: int = 0  # torch threads per process; 0 = cores / processes
@@ -143,7 +144,7 @@ def git_commit() -> str | None:
 
 
 def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation, shift, zoom and horizontal flip of a batch (N,1,H,W), edges replicated."""
+    """Random rotation, shift, zoom, horizontal flip (edges replicated) and erasing of a batch (N,1,H,W)."""
     n = x.shape[0]
 
     def u(scale):
@@ -156,7 +157,23 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     theta = torch.stack([torch.stack([cos * flip, -sin, u(2 * cfg.shift)], 1),
                          torch.stack([sin * flip, cos, u(2 * cfg.shift)], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return erase(x, cfg.erase, gen) if cfg.erase > 0 else x
+
+
+def erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020): with probability p per image, a rectangle of 2-33% of
+    its area and aspect 0.3-3.3 is set to the image's mean."""
+    n, _, h, w = x.shape
+    area = (0.02 + 0.31 * torch.rand(n, generator=gen)) * h * w
+    aspect = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(3.3))
+    eh, ew = (area * aspect).sqrt().clamp(max=h), (area / aspect).sqrt().clamp(max=w)
+    top, left = torch.rand(n, generator=gen) * (h - eh), torch.rand(n, generator=gen) * (w - ew)
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1)) &
+           (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
+    box &= (torch.rand(n, generator=gen) < p).view(n, 1, 1)
+    return torch.where(box.unsqueeze(1).to(x.device), x.mean((2, 3), keepdim=True), x)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ from fer_ros import checkpoint  # noqa: E402
 from fer_ros.cli import main  # noqa: E402
 from fer_ros.data import load_dataset  # noqa: E402
 from fer_ros.errors import ModelFileError  # noqa: E402
-from fer_ros.train import TrainConfig, distill_targets, train  # noqa: E402
+from fer_ros.train import TrainConfig, distill_targets, erase, train  # noqa: E402
 
 QUICK = dict(optimizer="adam", lr=2e-3, schedule="constant", warmup_epochs=0, batch_size=32, dropout=0.0,
              rotation=0, shift=0, zoom=0, hflip=False, bf16="off")
@@ -101,6 +101,21 @@ def test_distillation_mixes_labels_with_the_teachers_probabilities(tmp_path):
     assert (colder.max(1) > hotter.max(1)).all()  # temperature softens the teacher
     train(TrainConfig(data=str(csv), epochs=1, teacher=teacher, **QUICK), tmp_path / "student")
     assert checkpoint.load(tmp_path / "student" / "best.pt")["metadata"]["config"]["teacher"] == teacher
+
+
+def test_erasing_blanks_one_rectangle_in_about_p_of_the_images():
+    x = torch.rand(2000, 1, 48, 48)
+    y = erase(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (y != x).flatten(1)
+    hit = changed.any(1)
+    assert 0.45 < hit.float().mean() < 0.55
+    share = changed[hit].float().mean(1)
+    assert share.min() > 0.01 and share.max() < 0.34  # 2-33% of the crop
+    rows, cols = changed[hit].view(-1, 48, 48).any(2), changed[hit].view(-1, 48, 48).any(1)
+    assert torch.equal(changed[hit].sum(1), rows.sum(1) * cols.sum(1))  # one axis-aligned rectangle
+    fill = torch.where(changed[hit].view(-1, 1, 48, 48), y[hit], float("nan")).nanmean((1, 2, 3))
+    assert torch.allclose(fill, x[hit].mean((1, 2, 3)))  # blanked to each image's mean grey
+    assert torch.equal(erase(x, 0.0, torch.Generator()), x)
 
 
 def test_set_overrides_any_config_key(tmp_path, capsys):
