@@ -35,6 +35,7 @@ class Dataset:
     classes: tuple[str, ...]
     source: str
     skipped: Counter = field(default_factory=Counter)
+    rows: np.ndarray | None = None  # each crop's data row in its CSV (0-based, header excluded)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -144,7 +145,8 @@ def load_fer2013(path: str | Path, split: str | None = None, skip_bad: bool = Fa
     keep = t.ok & (t.labels >= 0) & ((t.usage == split) if split is not None else True)
     if not keep.any():
         raise DataError(f"{path}: no rows{f' in split {split}' if split else ''}")
-    return Dataset(t.images[keep], t.labels[keep], FER7, f"{path.name}:{split or 'all'}", skipped)
+    return Dataset(t.images[keep], t.labels[keep], FER7, f"{path.name}:{split or 'all'}", skipped,
+                   np.flatnonzero(keep))
 
 
 def load_ferplus(votes_path: str | Path, fer2013_path: str | Path, split: str | None = None,
@@ -157,7 +159,7 @@ def load_ferplus(votes_path: str | Path, fer2013_path: str | Path, split: str | 
     votes_path, fer2013_path = Path(votes_path), Path(fer2013_path)
     skipped = Counter()
     order = [FERPLUS8.index(c) for c in _FERPLUS_COLUMNS]
-    images, targets = [], []
+    images, targets, rows = [], [], []
     table = fer2013_table(fer2013_path, skip_bad=True, skipped=Counter())
     with _open_text(votes_path) as f:
         reader = csv.reader(f)
@@ -186,11 +188,12 @@ def load_ferplus(votes_path: str | Path, fer2013_path: str | Path, split: str | 
                 continue
             images.append(table.images[i])
             targets.append(v / v.sum())
+            rows.append(i)
     if not images:
         raise DataError(f"{votes_path}: no face rows{f' in split {split}' if split else ''}")
     t = np.stack(targets)
     return Dataset(np.stack(images), t if soft else t.argmax(1), FERPLUS8,
-                   f"{votes_path.name}:{split or 'all'}", skipped)
+                   f"{votes_path.name}:{split or 'all'}", skipped, np.array(rows))
 
 
 def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detector=None,

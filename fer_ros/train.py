@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -245,9 +245,10 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     val = load_dataset(cfg.val_data or cfg.data, cfg.val_split, pixels=cfg.pixels, soft=False,
                        classes=train.classes)
     if cfg.max_rows:
-        train = Dataset(train.images[:cfg.max_rows], train.targets[:cfg.max_rows], train.classes, train.source)
+        train = replace(train, images=train.images[:cfg.max_rows], targets=train.targets[:cfg.max_rows],
+                        rows=None if train.rows is None else train.rows[:cfg.max_rows])
     if cfg.teacher:
-        train = Dataset(train.images, distill_targets(cfg, train), train.classes, train.source)
+        train = replace(train, targets=distill_targets(cfg, train))
     return train, val
 
 

@@ -1,8 +1,10 @@
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import FER2013, FERPLUS, need, write_fer_csv
+from conftest import FER2013, FERPLUS, ROOT, need, write_fer_csv
 
 from fer_ros.classes import FER7, FERPLUS8, canonical
 from fer_ros.data import load_dataset, load_fer2013, load_ferplus
@@ -39,7 +41,7 @@ def test_not_a_fer_csv(tmp_path):
 
 
 def test_ferplus_votes_align_with_fer2013_rows(tmp_path):
-    pixels = write_fer_csv(tmp_path / "fer.csv", [0, 1, 2, 3], ["Training"] * 3 + ["PublicTest"])
+    pixels = write_fer_csv(tmp_path / "fer.csv", [3, 1, 2, 3], ["Training"] * 3 + ["PublicTest"])
     votes = tmp_path / "fer2013new.csv"
     votes.write_text("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
                      "Training,a.png,0,10,0,0,0,0,0,0,0,0\n"
@@ -51,6 +53,14 @@ def test_ferplus_votes_align_with_fer2013_rows(tmp_path):
     assert np.allclose(train.targets.sum(1), 1)
     assert [FERPLUS8[i] for i in train.labels] == ["happy", "contempt"]
     assert np.array_equal(train.images[1], load_fer2013(pixels).images[2])  # row 3 of both files
+    assert list(train.rows) == [0, 2] and list(load_fer2013(pixels, "Training").rows) == [0, 1, 2]
+    script = str(ROOT / "training" / "label_agreement.py")
+    agreement = subprocess.run([sys.executable, script, "--data", str(pixels), "--votes", str(votes),
+                                "--split", "Training", "--model"], capture_output=True, text=True)
+    assert "| happy | 1 | 100.0% | - |" in agreement.stdout  # FER+ says happy too
+    assert "| fear | 1 | 0.0% | contempt |" in agreement.stdout
+    assert "| all | 2 | 50.0% |" in agreement.stdout  # the not-a-face row is left out
+    assert "of all 2 faces; " in agreement.stdout and "of the 1 where FER+ agrees" in agreement.stdout
     hard = load_dataset(votes, "PublicTest", pixels=pixels)
     assert hard.targets.ndim == 1 and FERPLUS8[hard.labels[0]] in ("angry", "disgust")
     with pytest.raises(DataError, match="--pixels"):
