@@ -13,7 +13,9 @@ from .metrics import classification_report, format_report
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", help="checkpoint (.pt), ONNX or TensorRT engine (default: the shipped model)")
+    p.add_argument("--model", action="append",
+                   help="checkpoint (.pt), ONNX or TensorRT engine (default: the shipped model); repeat it "
+                        "to score an ensemble, the mean of the models' probabilities")
     p.add_argument("--data", required=True,
                    help="FER2013 CSV (.csv/.csv.gz), FER+ votes CSV (with --pixels) or a folder of class folders")
     p.add_argument("--split", help="CSV Usage split, e.g. PublicTest (default: every row)")
@@ -44,28 +46,33 @@ def to_model_labels(data: Dataset, classes: tuple[str, ...]) -> tuple[np.ndarray
     return np.flatnonzero(y >= 0), y[y >= 0], skipped
 
 
-def evaluate(model: str | None, data: str, split: str | None = None, pixels: str | None = None,
+def evaluate(model: str | list[str] | None, data: str, split: str | None = None, pixels: str | None = None,
              backend: str = "auto", device: str = "cpu", flip: bool = False, limit: int = 0,
              skip_bad: bool = False, progress: bool = True) -> dict:
-    """The classification report of `model` on `data`, with what was skipped and why."""
+    """The classification report of `model` (a list: their mean) on `data`, with what was skipped and why."""
     from .inference import load_backend
 
-    net = load_backend(model, backend, device)
-    dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=tuple(net.classes))
-    keep, y, skipped = to_model_labels(dataset, tuple(net.classes))
+    nets = [load_backend(m, backend, device) for m in (model if isinstance(model, list) else [model])]
+    classes = tuple(nets[0].classes)
+    for net in nets[1:]:
+        if tuple(net.classes) != classes:
+            raise DataError(f"{net.path}: its classes {net.classes} differ from {nets[0].path}'s {classes}")
+    dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=classes)
+    keep, y, skipped = to_model_labels(dataset, classes)
     if limit:
         keep, y = keep[:limit], y[:limit]
     if len(keep) == 0:
-        raise DataError(f"{data}: no image has a class the model knows ({', '.join(net.classes)})")
-    probs = predict(net, dataset.images[keep], flip=flip, progress=progress)
-    report = classification_report(y, probs.argmax(1), tuple(net.classes))
+        raise DataError(f"{data}: no image has a class the model knows ({', '.join(classes)})")
+    probs = sum(predict(net, dataset.images[keep], flip=flip, progress=progress) for net in nets) / len(nets)
+    report = classification_report(y, probs.argmax(1), classes)
     report["skipped"] = dict(dataset.skipped + skipped)
-    report.update(model=str(model or "shipped default"), data=str(data), split=split, flip=flip)
+    report.update(model=" + ".join(str(net.path) for net in nets), data=str(data), split=split, flip=flip)
     return report
 
 
 def run(args) -> int:
-    report = evaluate(args.model, args.data, args.split, args.pixels, args.backend, args.device, args.flip,
+    model = args.model[0] if args.model and len(args.model) == 1 else args.model
+    report = evaluate(model, args.data, args.split, args.pixels, args.backend, args.device, args.flip,
                       args.limit, args.skip_bad)
     print(format_report(report))
     if report["skipped"]:

@@ -65,7 +65,7 @@ class TrainConfig:
     bf16: str = "auto"  # auto | on | off: bf16 autocast on CPUs with AVX-512 BF16 / AMX, and on CUDA
     max_rows: int = 0  # use only the first N training rows (quick runs and tests); 0 = all
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning, warm restarts)
-    teacher: str | None = None  # distil from this checkpoint: its probabilities join the training targets
+    teacher: str | list | None = None  # distil from this checkpoint (a list: their mean), see distill_targets
     distill_weight: float = 0.5  # share of the teacher's probabilities in each target (the rest: the label)
     distill_temperature: float = 2.0  # the teacher's logits are divided by this before the softmax
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
@@ -87,11 +87,11 @@ class TrainConfig:
         if isinstance(raw.get("bf16"), bool):  # YAML reads a bare on/off as a boolean
             raw["bf16"] = "on" if raw["bf16"] else "off"
         for key, value in raw.items():
-            kind = [a for a in typing.get_args(types[key]) if a is not type(None)] or [types[key]]
-            accepted = (int, float) if kind[0] is float else kind[0]
+            kinds = [a for a in typing.get_args(types[key]) if a is not type(None)] or [types[key]]
+            accepted = tuple(kinds) + ((int,) if float in kinds else ())
             if value is not None and (not isinstance(value, accepted) or
-                                      (kind[0] in (int, float) and isinstance(value, bool))):
-                raise DataError(f"{path}: {key} must be {kind[0].__name__}, not {value!r}")
+                                      (isinstance(value, bool) and bool not in kinds)):
+                raise DataError(f"{path}: {key} must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
         if raw.get("arch", cls.arch) not in ARCHS:
             raise DataError(f"{path}: unknown arch {raw['arch']!r}: choose one of {', '.join(ARCHS)}")
         return cls(**raw)
@@ -257,14 +257,19 @@ def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
     """Soft targets (N, C): (1 - w) * label + w * the teacher's mirror-averaged probabilities at temperature T.
 
     The teacher sees each training crop once, unaugmented; its mirror average makes the targets
-    fit a flipped crop as well as the original.
+    fit a flipped crop as well as the original. A list of teachers is an ensemble: the mean of
+    their probabilities.
     """
-    teacher, meta = checkpoint.load_model(cfg.teacher)
-    if tuple(meta["classes"]) != data.classes:
-        raise DataError(f"{cfg.teacher}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
     x = torch.from_numpy(to_input(data.images))
-    probs = torch.cat([(F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
-                        F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1)) / 2 for xb in x.split(1024)])
+    probs = 0
+    teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher
+    for path in teachers:
+        teacher, meta = checkpoint.load_model(path)
+        if tuple(meta["classes"]) != data.classes:
+            raise DataError(f"{path}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
+        probs = probs + torch.cat([F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
+                                   F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1)
+                                   for xb in x.split(1024)]) / (2 * len(teachers))
     labels = torch.from_numpy(data.targets).float() if data.targets.ndim == 2 else \
         F.one_hot(torch.from_numpy(data.targets).long(), len(data.classes)).float()
     return ((1 - cfg.distill_weight) * labels + cfg.distill_weight * probs).numpy()

@@ -49,3 +49,16 @@ def test_bad_data_is_one_line_error(tmp_path, onnx_model, capsys):
     assert main(["evaluate", "--model", str(onnx_model), "--data", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "x.csv: row 2: bad pixels" in err and "--skip-bad" in err
+
+
+def test_repeated_model_scores_an_ensemble(tmp_path, onnx_model, capsys):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(30)])
+    reports = []
+    for models in ([onnx_model], [onnx_model, onnx_model.with_suffix(".pt")]):
+        main(["evaluate", *(a for m in models for a in ("--model", str(m))), "--data", str(csv), "--json"])
+        reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert reports[0]["confusion"] == reports[1]["confusion"]  # the mean of one model and its twin
+    assert reports[1]["model"] == f"{onnx_model} + {onnx_model.with_suffix('.pt')}"
+    if onnx_model.with_name("ferplus_arch1.onnx").is_file():
+        assert main(["evaluate", "--model", str(onnx_model), "--model", "ferplus", "--data", str(csv)]) == 2
+        assert "classes" in capsys.readouterr().err

@@ -99,6 +99,11 @@ def test_distillation_mixes_labels_with_the_teachers_probabilities(tmp_path):
     colder = distill_targets(TrainConfig(teacher=teacher, distill_weight=1.0, distill_temperature=0.5), data)
     hotter = distill_targets(TrainConfig(teacher=teacher, distill_weight=1.0, distill_temperature=4.0), data)
     assert (colder.max(1) > hotter.max(1)).all()  # temperature softens the teacher
+    train(TrainConfig(data=str(csv), epochs=1, **{**QUICK, "seed": 1}), tmp_path / "other")
+    other = str(tmp_path / "other" / "best.pt")
+    ensemble = distill_targets(TrainConfig(teacher=[teacher, other], distill_weight=1.0), data)
+    alone = [distill_targets(TrainConfig(teacher=t, distill_weight=1.0), data) for t in (teacher, other)]
+    assert np.allclose(ensemble, (alone[0] + alone[1]) / 2, atol=1e-6) and not np.allclose(*alone)
     train(TrainConfig(data=str(csv), epochs=1, teacher=teacher, **QUICK), tmp_path / "student")
     assert checkpoint.load(tmp_path / "student" / "best.pt")["metadata"]["config"]["teacher"] == teacher
 
@@ -134,11 +139,13 @@ def test_set_overrides_any_config_key(tmp_path, capsys):
 def test_every_shipped_config_reads(config):
     cfg = TrainConfig.from_yaml(config)
     assert cfg.val_split == "PublicTest"  # PrivateTest stays held back
-    assert cfg.teacher is None or cfg.teacher.endswith(".pt")
+    teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher or []
+    assert all(t.endswith(".pt") for t in teachers)
 
 
 @pytest.mark.parametrize("text, error", [("epochs: '80'\n", "epochs must be int"), ("arch: resnet\n", "unknown arch"),
-                                         ("lr 0.1\n", "a mapping"), ("epoch: 3\n", "unknown config keys")])
+                                         ("lr 0.1\n", "a mapping"), ("epoch: 3\n", "unknown config keys"),
+                                         ("teacher: 3\n", "teacher must be str or list")])
 def test_bad_configs_are_one_line_errors(tmp_path, text, error):
     from fer_ros.errors import DataError
 
