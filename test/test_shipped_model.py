@@ -31,7 +31,7 @@ def test_default_model_describes_itself():
     meta = backend.metadata
     assert meta["arch"] == "arch1" and meta["params"]["trainable"] == 292_863
     assert meta["data"]["train"] == "fer2013.csv.gz:Training" and meta["config"]["optimizer"] == "sgd"
-    assert 0.68 < meta["metrics"]["val_accuracy"] < 0.70
+    assert 0.69 < meta["metrics"]["val_accuracy"] < 0.70
     assert DEFAULT_MODEL.stat().st_size < 1.3e6
 
 
