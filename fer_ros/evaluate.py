@@ -24,15 +24,18 @@ def add_arguments(p) -> None:
                    help="inference backend (default: from the model file's suffix)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--flip", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--zoom", type=float, default=1.0, metavar="FACTOR",
+                   help="also average each face with its centre magnified FACTOR times, e.g. 1.1 (default: off)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N images (0 = all)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad CSV rows instead of stopping")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix plot here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
 
 
-def predict(backend, crops: np.ndarray, flip: bool = False, batch: int = 256, progress: bool = True) -> np.ndarray:
+def predict(backend, crops: np.ndarray, flip: bool = False, zoom: float = 1.0, batch: int = 256,
+            progress: bool = True) -> np.ndarray:
     """Class probabilities for grey crops (N, H, W), in batches with a progress bar."""
-    out = [backend.classify(crops[i:i + batch], flip) for i in
+    out = [backend.classify(crops[i:i + batch], flip, zoom) for i in
            tqdm(range(0, len(crops), batch), desc="scoring", unit="batch", disable=not progress, leave=False)]
     return np.concatenate(out) if out else np.zeros((0, len(backend.classes)), np.float32)
 
@@ -47,8 +50,8 @@ def to_model_labels(data: Dataset, classes: tuple[str, ...]) -> tuple[np.ndarray
 
 
 def evaluate(model: str | list[str] | None, data: str, split: str | None = None, pixels: str | None = None,
-             backend: str = "auto", device: str = "cpu", flip: bool = False, limit: int = 0,
-             skip_bad: bool = False, progress: bool = True) -> dict:
+             backend: str = "auto", device: str = "cpu", flip: bool = False, zoom: float = 1.0,
+             limit: int = 0, skip_bad: bool = False, progress: bool = True) -> dict:
     """The classification report of `model` (a list: their mean) on `data`, with what was skipped and why."""
     from .inference import load_backend
 
@@ -63,16 +66,16 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
         keep, y = keep[:limit], y[:limit]
     if len(keep) == 0:
         raise DataError(f"{data}: no image has a class the model knows ({', '.join(classes)})")
-    probs = sum(predict(net, dataset.images[keep], flip=flip, progress=progress) for net in nets) / len(nets)
+    probs = sum(predict(net, dataset.images[keep], flip, zoom, progress=progress) for net in nets) / len(nets)
     report = classification_report(y, probs.argmax(1), classes)
     report["skipped"] = dict(dataset.skipped + skipped)
-    report.update(model=" + ".join(str(net.path) for net in nets), data=str(data), split=split, flip=flip)
+    report.update(model=" + ".join(str(net.path) for net in nets), data=str(data), split=split, flip=flip, zoom=zoom)
     return report
 
 
 def run(args) -> int:
     model = args.model[0] if args.model and len(args.model) == 1 else args.model
-    report = evaluate(model, args.data, args.split, args.pixels, args.backend, args.device, args.flip,
+    report = evaluate(model, args.data, args.split, args.pixels, args.backend, args.device, args.flip, args.zoom,
                       args.limit, args.skip_bad)
     print(format_report(report))
     if report["skipped"]:

@@ -115,3 +115,24 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     stats = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
     return trainable, trainable + stats
+
+
+def count_macs(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> int:
+    """Multiply-accumulates of one forward pass of one image (convolutions and linear layers)."""
+    macs = []
+
+    def conv(mod, _, out):
+        macs.append(out[0].numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1])
+
+    def linear(mod, _, out):
+        macs.append(mod.in_features * mod.out_features)
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_channels, input_size, input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(macs)

@@ -133,7 +133,7 @@ class Pipeline:
         crops = crop_faces(image, big if c.align else [Face(f.box, f.score) for f in big], self.backend.input_size,
                            c.margin)
         t2 = time.perf_counter()
-        raw = self.backend.classify(crops, flip=c.flip_average)
+        raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
         t3 = time.perf_counter()
         results = []
         for face, track, p in zip(big, self.tracker.update([f.box for f in big]), raw, strict=True):

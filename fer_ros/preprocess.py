@@ -26,3 +26,12 @@ def to_input(crops, size: int = INPUT_SIZE, mean: float = NORMALIZATION["mean"],
     out -= mean
     out *= 1.0 / std
     return out
+
+
+def magnify(batch: np.ndarray, factor: float) -> np.ndarray:
+    """Model input (N, C, H, W) with the centre of each image magnified `factor` times (bilinear)."""
+    n, c, h, w = batch.shape
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0.0, factor)
+    planes = [cv2.warpAffine(p, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+              for p in batch.reshape(n * c, h, w)]
+    return np.stack(planes).reshape(batch.shape) if planes else batch.copy()

@@ -9,7 +9,7 @@ from conftest import FER2013, FERPLUS, ROOT, need, write_fer_csv
 from fer_ros.classes import FER7, FERPLUS8, canonical
 from fer_ros.data import load_dataset, load_fer2013, load_ferplus
 from fer_ros.errors import DataError
-from fer_ros.preprocess import to_input
+from fer_ros.preprocess import magnify, to_input
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
@@ -92,6 +92,18 @@ def test_one_preprocessing_function_for_train_and_inference():
     assert x.shape == (2, 1, 48, 48) and x.dtype == np.float32 and np.allclose(x, 1.0)
     big = to_input([np.zeros((96, 96), np.uint8)])
     assert big.shape == (1, 1, 48, 48)
+
+
+def test_magnify_enlarges_the_centre_of_each_image():
+    x = np.zeros((2, 1, 48, 48), np.float32)
+    x[0, 0, 18:30, 18:30] = 1.0  # a centred 12-pixel square
+    x[1, 0, :, :24] = 1.0  # left half
+    assert np.array_equal(magnify(x, 1.0), x)
+    big = magnify(x, 2.0)
+    assert big.shape == x.shape and big.dtype == np.float32
+    assert (big[0, 0, 24] > 0.5).sum() == 24  # the square's side doubled
+    assert np.allclose(big[1, 0, :, :23], 1) and np.allclose(big[1, 0, :, 25:], 0)  # an edge through the centre stays
+    assert magnify(np.zeros((0, 1, 48, 48), np.float32), 1.1).shape == (0, 1, 48, 48)
 
 
 def test_real_fer2013_and_ferplus_counts():

@@ -1,10 +1,15 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import write_fer_csv
 
 from fer_ros.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("torch", reason="the torch backend and test model need torch")
 
@@ -62,3 +67,20 @@ def test_repeated_model_scores_an_ensemble(tmp_path, onnx_model, capsys):
     if onnx_model.with_name("ferplus_arch1.onnx").is_file():
         assert main(["evaluate", "--model", str(onnx_model), "--model", "ferplus", "--data", str(csv)]) == 2
         assert "classes" in capsys.readouterr().err
+
+
+def test_zoom_view_is_scored_and_swept(tmp_path, onnx_model, capsys):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(30)], seed=3)
+    reports = {}
+    for zoom in ("1.0", "1.1"):
+        main(["evaluate", "--model", str(onnx_model), "--data", str(csv), "--flip", "--zoom", zoom, "--json"])
+        reports[zoom] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert reports["1.1"]["zoom"] == 1.1 and reports["1.0"]["zoom"] == 1.0 and reports["1.1"]["flip"]
+    script = str(ROOT / "training" / "zoom_sweep.py")
+    out = subprocess.run([sys.executable, script, "--model", str(onnx_model), "--held-out",
+                          str(onnx_model.with_suffix(".pt")), "--data", str(csv), "--split", "Training",
+                          "--factor", "1.1"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    accuracies = f"{reports['1.0']['accuracy']:.2%} | {reports['1.1']['accuracy']:.2%} |"
+    assert out[0] == "| model | mirror | + zoom 1.1 |" and out[2].endswith(f" | {accuracies}")
+    assert out[3].endswith(f"(held out) | {accuracies}") and out[4].startswith("| mean gain of the 1 | |")

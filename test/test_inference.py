@@ -11,7 +11,7 @@ from conftest import FACES, need
 from fer_ros import modelfile
 from fer_ros.errors import FerRosError, ModelFileError
 from fer_ros.inference import load_backend
-from fer_ros.preprocess import to_input
+from fer_ros.preprocess import magnify, to_input
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -73,6 +73,19 @@ def test_predict_batches(ort_backend):
     assert np.allclose(ort_backend.predict(x.astype(np.float64)), whole, atol=1e-6)
     with pytest.raises(ValueError, match=r"expected \(N, 1, 48, 48\)"):
         ort_backend.predict(np.zeros((2, 1, 64, 64), np.float32))
+
+
+def test_classify_averages_the_test_time_views(ort_backend):
+    c = crops(5)
+    x = to_input(c)
+    assert np.array_equal(ort_backend.classify(c), ort_backend.predict(x))
+    mirror = (ort_backend.predict(x) + ort_backend.predict(x[..., ::-1].copy())) / 2
+    assert np.allclose(ort_backend.classify(c, flip=True), mirror, atol=1e-6)
+    z = magnify(x, 1.1)
+    four = [ort_backend.predict(np.ascontiguousarray(v)) for v in (x, z, x[..., ::-1], z[..., ::-1])]
+    assert np.allclose(ort_backend.classify(c, flip=True, zoom=1.1), np.mean(four, 0), atol=1e-6)
+    assert not np.allclose(ort_backend.classify(c, zoom=1.1), ort_backend.classify(c), atol=1e-4)
+    assert ort_backend.classify(c[:0], flip=True, zoom=1.1).shape == (0, 7)
 
 
 def test_thread_counts_agree(models, ort_backend):

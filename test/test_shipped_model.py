@@ -62,11 +62,12 @@ def test_labelled_photos_through_the_full_pipeline():
     assert sum(right.values()) >= 6, right
 
 
-def test_model_card_accuracy_is_reproduced_by_evaluate():
+@pytest.mark.parametrize("name,zoom", [("fer2013", 1.0), ("fer2013-zoom", 1.1)])
+def test_model_card_accuracy_is_reproduced_by_evaluate(name, zoom):
     from fer_ros.evaluate import evaluate
 
-    card = card_metric("fer2013")
-    report = evaluate(None, str(need(FER2013)), "PublicTest", flip=True, progress=False)
+    card = card_metric(name)
+    report = evaluate(None, str(need(FER2013)), "PublicTest", flip=True, zoom=zoom, progress=False)
     assert report["n"] == 3589
     assert report["accuracy"] == pytest.approx(card["accuracy"], abs=5e-4)
     assert report["macro_f1"] == pytest.approx(card["macro_f1"], abs=5e-4)

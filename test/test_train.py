@@ -154,3 +154,18 @@ def test_bad_configs_are_one_line_errors(tmp_path, text, error):
         TrainConfig.from_yaml(tmp_path / "c.yaml")
     with pytest.raises(DataError, match="cannot read"):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_compare_archs_builds_the_table_and_reuses_finished_runs(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(48)], ["Training"] * 32 + ["PublicTest"] * 16)
+    cmd = [sys.executable, str(ROOT / "training" / "compare_archs.py"), "--epochs", "1", "--archs", "arch1",
+           "arch3", "--data", str(csv), "--out", str(tmp_path / "cmp")]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    table = (tmp_path / "cmp" / "compare.md").read_text().splitlines()
+    assert table[0].startswith("| arch | trainable params | M MACs / face | PublicTest acc |")
+    assert table[2].startswith("| arch1 | 292,863 | 20.8 |") and table[3].startswith("| arch3 | 304,719 | 27.7 |")
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [r["epochs"] for r in rows] == [1, 1] and all(r["s_per_epoch"] > 0 for r in rows)
+    (tmp_path / "cmp" / "arch1" / "last.pt").unlink()  # a finished arch is not trained again
+    again = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    assert again.stdout.splitlines()[:4] == table[:4]

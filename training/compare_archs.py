@@ -3,21 +3,29 @@
     python training/compare_archs.py --epochs 10 --out runs/compare
 
 Writes OUT/<arch>/ (checkpoints, curves) and OUT/compare.json + OUT/compare.md: parameters,
-PublicTest accuracy and macro-F1, epochs, wall time per epoch and in total, on this machine.
+multiply-accumulates per face, PublicTest accuracy and macro-F1, epochs, wall time per epoch
+and in total, on this machine.
 A finished architecture is not trained again (delete its folder to redo it); an interrupted one
 resumes from its last.pt.
 """
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_ros.bench import machine  # noqa: E402
-from fer_ros.models import ARCHS, build_model, count_params  # noqa: E402
+from fer_ros.models import ARCHS, build_model, count_macs, count_params  # noqa: E402
 from fer_ros.train import TrainConfig, train  # noqa: E402
+
+
+def timing(metrics: Path) -> dict:
+    """Epochs run, median seconds per epoch (robust to epochs slowed by other work) and total minutes."""
+    seconds = [json.loads(line)["epoch_time_s"] for line in metrics.read_text().splitlines()]
+    return {"epochs": len(seconds), "s_per_epoch": statistics.median(seconds), "total_min": sum(seconds) / 60}
 
 
 def main() -> int:
@@ -36,19 +44,18 @@ def main() -> int:
         if not result.exists():
             cfg = TrainConfig.from_yaml(args.config, arch=arch, epochs=args.epochs, data=args.data)
             best = train(cfg, out, resume=(out / "last.pt").exists())
-            history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
             result.write_text(json.dumps({
                 "arch": arch, "params": count_params(build_model(arch))[0],
                 "val_accuracy": best["val_accuracy"], "val_macro_f1": best["val_macro_f1"],
-                "best_epoch": best["epoch"], "epochs": len(history),
-                "s_per_epoch": sum(h["epoch_time_s"] for h in history) / len(history),
-                "total_min": sum(h["epoch_time_s"] for h in history) / 60}))
-        rows.append(json.loads(result.read_text()))
+                "best_epoch": best["epoch"]}))
+        rows.append({**json.loads(result.read_text()), "macs": count_macs(build_model(arch)),
+                     **timing(out / "metrics.jsonl")})
 
-    lines = ["| arch | trainable params | PublicTest acc | macro-F1 | epochs (best) | s / epoch | total min |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['arch']} | {r['params']:,} | {r['val_accuracy']:.4f} | {r['val_macro_f1']:.4f} | "
-              f"{r['epochs']} ({r['best_epoch']}) | {r['s_per_epoch']:.1f} | {r['total_min']:.1f} |" for r in rows]
+    lines = ["| arch | trainable params | M MACs / face | PublicTest acc | macro-F1 | epochs (best) | median s / epoch "
+             "| total min |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['arch']} | {r['params']:,} | {r['macs'] / 1e6:.1f} | {r['val_accuracy']:.4f} | "
+              f"{r['val_macro_f1']:.4f} | {r['epochs']} ({r['best_epoch']}) | {r['s_per_epoch']:.1f} | "
+              f"{r['total_min']:.1f} |" for r in rows]
     table = "\n".join(lines)
     info = machine()
     (args.out / "compare.md").write_text(f"{table}\n\nMachine: {info['cpu']}, {info['cores']} cores; "
