@@ -1,5 +1,6 @@
 """`fer-ros evaluate`: score a model file on FER2013 / FER+ CSVs or an image folder."""
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -24,12 +25,23 @@ def add_arguments(p) -> None:
                    help="inference backend (default: from the model file's suffix)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--flip", action="store_true", help="average each face with its mirror image")
-    p.add_argument("--zoom", type=float, default=1.0, metavar="FACTOR",
+    p.add_argument("--zoom", type=zoom_factor, default=1.0, metavar="FACTOR",
                    help="also average each face with its centre magnified FACTOR times, e.g. 1.1 (default: off)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N images (0 = all)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad CSV rows instead of stopping")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix plot here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+
+
+def zoom_factor(text: str) -> float:
+    """argparse type of --zoom: a factor > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a zoom factor > 0 (1 = off, e.g. 1.1)")
+    return value
 
 
 def predict(backend, crops: np.ndarray, flip: bool = False, zoom: float = 1.0, batch: int = 256,

@@ -118,7 +118,9 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 def count_macs(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> int:
-    """Multiply-accumulates of one forward pass of one image (convolutions and linear layers)."""
+    """Multiply-accumulates of one forward pass of one image (convolutions and linear layers).
+
+    Leaves the model in eval mode."""
     macs = []
 
     def conv(mod, _, out):

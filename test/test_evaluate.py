@@ -76,6 +76,9 @@ def test_zoom_view_is_scored_and_swept(tmp_path, onnx_model, capsys):
         main(["evaluate", "--model", str(onnx_model), "--data", str(csv), "--flip", "--zoom", zoom, "--json"])
         reports[zoom] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert reports["1.1"]["zoom"] == 1.1 and reports["1.0"]["zoom"] == 1.0 and reports["1.1"]["flip"]
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", str(onnx_model), "--data", str(csv), "--zoom", "0"])
+    assert "not a zoom factor > 0" in capsys.readouterr().err
     script = str(ROOT / "training" / "zoom_sweep.py")
     out = subprocess.run([sys.executable, script, "--model", str(onnx_model), "--held-out",
                           str(onnx_model.with_suffix(".pt")), "--data", str(csv), "--split", "Training",
