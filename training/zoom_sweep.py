@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     print("| model | mirror | " + " | ".join(f"+ zoom {f}" for f in factors) + " |")
     print("|---|" + "---:|" * (len(factors) + 1))
     for m, acc in rows.items():
-        held = " (held out)" if m in args.held_out else ""
+        held = " (not in the mean)" if m in args.held_out else ""
         print(f"| {m}{held} | {acc[0]:.2%} | " + " | ".join(f"{a:.2%}" for a in acc[1:]) + " |")
     gain = np.mean([np.array(rows[m][1:]) - rows[m][0] for m in args.model], 0) * 100
     print(f"| mean gain of the {len(args.model)} | | " + " | ".join(f"{g:+.2f}" for g in gain) + " |")
