@@ -7,7 +7,8 @@
 - ``onnx-int8``: static QDQ quantization with onnxruntime, calibrated on real crops (--calib-data),
   with its accuracy change on held-out crops of the same split.
 - ``tensorrt``: an FP16 engine (``--int8``: explicit quantization from a symmetric QDQ ONNX) with
-  its JSON sidecar; the equivalent ``trtexec`` command is printed too.
+  its JSON sidecar, built the way the installed TensorRT wants (`build_plan`: 8.6, 10.x, 11+);
+  the matching ``trtexec`` command is printed too.
 
 Every output is written to a temp file, loaded back through `fer_ros.inference` and compared
 with its source (ONNX vs PyTorch: max |diff| <= 1e-4) before it is renamed into place.
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from . import modelfile
 from .errors import FerRosError
-from .inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend
+from .inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend, trt_logger
 from .preprocess import to_input
 
 FORMATS = ("onnx", "onnx-int8", "tensorrt")
@@ -144,15 +146,40 @@ def compare(reference, candidate, images: np.ndarray, labels: np.ndarray | None 
     return report
 
 
+def model_precision(meta: dict) -> str:
+    """What a fer_ros ONNX holds: "int8" (Q/DQ nodes), "fp16" (`float16_onnx`) or "fp32"."""
+    return "int8" if "quantization" in meta else meta.get("precision", "fp32")
+
+
+def _float32_model(src: Path, what: str) -> OnnxRuntimeBackend:
+    """The float32 fer_ros ONNX `src`, loaded as the source of `what`; an int8 or FP16 one is refused."""
+    backend = OnnxRuntimeBackend(src)
+    holds = model_precision(backend.metadata)
+    if holds != "fp32":
+        raise FerRosError(f"{src}: {what} starts from a float32 ONNX, not an {holds} one")
+    return backend
+
+
+def float_nodes(proto) -> list[str]:
+    """Nodes the TensorRT-target int8 graph keeps in float.
+
+    Those that read the graph input (symmetric int8 keeps only 128 of the 256 grey levels of a
+    crop scaled to [0, 1]) and Softmax (TensorRT has no int8 Softmax, and a quantized output would
+    come in steps of 1/127).
+    """
+    inputs = {i.name for i in proto.graph.input}
+    return [n.name for n in proto.graph.node if n.op_type == "Softmax" or inputs.intersection(n.input)]
+
+
 def quantize_onnx(src: str | Path, out: str | Path, calib: np.ndarray, target: str = "cpu",
                   evaluation: tuple[np.ndarray, np.ndarray | None] | None = None, calib_source: str = "") -> dict:
     """Static int8 QDQ quantization of a fer_ros ONNX, calibrated on uint8 crops (N, H, W).
 
     target "cpu": uint8 activations, int8 per-channel weights (onnxruntime's fast path).
     target "tensorrt": symmetric int8 activations and weights, float weights and biases behind
-    Q/DQ pairs, which TensorRT builds as an explicitly quantized engine. `evaluation` = (crops,
-    labels or None) compares the result with the float model on held-out crops; `calib_source`
-    is recorded in the metadata.
+    Q/DQ pairs, which TensorRT builds as an explicitly quantized engine; `float_nodes` stay float.
+    `evaluation` = (crops, labels or None) compares the result with the float model on held-out
+    crops; `calib_source` is recorded in the metadata.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -161,7 +188,7 @@ def quantize_onnx(src: str | Path, out: str | Path, calib: np.ndarray, target: s
     src, out = Path(src), Path(out)
     if target not in ("cpu", "tensorrt"):
         raise ValueError(f"unknown quantization target {target!r}")
-    fp32 = OnnxRuntimeBackend(src)
+    fp32 = _float32_model(src, "int8 quantization")
     if not len(calib):
         raise FerRosError("int8 calibration needs at least one crop")
 
@@ -183,6 +210,8 @@ def quantize_onnx(src: str | Path, out: str | Path, calib: np.ndarray, target: s
     with tempfile.TemporaryDirectory() as d:
         pre, quantized = Path(d) / "pre.onnx", Path(d) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        if target == "tensorrt":
+            options["nodes_to_exclude"] = float_nodes(onnx.load(str(pre)))
         quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, **options)
         proto = onnx.load(str(quantized))
@@ -213,30 +242,107 @@ def calibration_data(path: str | Path, split: str | None, calib_size: int, eval_
 
 # ---- TensorRT -----------------------------------------------------------------------------------
 
-def trtexec_command(onnx_path: str | Path, engine: str | Path, meta: dict, int8: bool = False,
+#: the trtexec lines printed when TensorRT is not installed here: (versions, one of them, has precision flags)
+TENSORRT_FAMILIES = (("8.6-10.11", "8.6", True), ("10.12-10.x", "10.12", True), ("11+", "11.0", False))
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How one TensorRT version builds a model: network and builder flags, and the trtexec flags that match."""
+
+    network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag names
+    builder_flags: tuple[str, ...]  # BuilderFlag names
+    trtexec_flags: tuple[str, ...]
+    precision: str  # what the engine computes in: fp32, fp16 or int8 (where the Q/DQ nodes are)
+
+
+def build_plan(version: str, precision_flags: bool, model: str) -> BuildPlan:
+    """The build path of TensorRT `version` for a model of `model_precision` `model`.
+
+    Where the FP16/INT8 builder flags exist they are set, except that a Q/DQ model is built as a
+    strongly typed network from 10.12 on, where the flags are deprecated. TensorRT 11 removed them:
+    every network is strongly typed and runs in the types of the ONNX, so FP16 needs an FP16 ONNX.
+    """
+    major_minor = tuple(int(p) for p in version.split(".")[:2])
+    if not precision_flags:
+        return BuildPlan((), (), (), model)
+    if model == "int8" and major_minor >= (10, 12):
+        return BuildPlan(("STRONGLY_TYPED",), (), ("--stronglyTyped",), "int8")
+    network = ("EXPLICIT_BATCH",) if major_minor < (10, 0) else ()  # implied from TensorRT 10 on
+    flags = ("FP16", "INT8") if model == "int8" else ("FP16",)
+    return BuildPlan(network, flags, tuple(f"--{f.lower()}" for f in flags), "int8" if model == "int8" else "fp16")
+
+
+def plan_for(trt, model: str) -> BuildPlan:
+    """`build_plan` for a tensorrt module: its version, and whether it still has BuilderFlag.FP16."""
+    return build_plan(trt.__version__, hasattr(trt.BuilderFlag, "FP16"), model)
+
+
+def check_batch(batch) -> tuple[int, int, int]:
+    """The (min, opt, max) batch of an optimization profile; min must be 1, or single-face frames fail."""
+    lo, opt, hi = batch
+    if lo != 1 or not lo <= opt <= hi:
+        raise FerRosError(f"--batch {lo} {opt} {hi}: MIN must be 1, so that a frame with one face runs, "
+                          "and MIN <= OPT <= MAX")
+    return lo, opt, hi
+
+
+def trtexec_command(onnx_path: str | Path, engine: str | Path, meta: dict, plan: BuildPlan,
                     workspace_mib: int = 1024, batch=TRT_EP_BATCH) -> str:
-    """The trtexec command line that builds the same engine."""
+    """The trtexec command line that builds the same engine as `plan`."""
     shape = f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']}"
-    parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}", "--fp16", *(["--int8"] if int8 else []),
+    parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}", *plan.trtexec_flags,
              *(f"--{k}Shapes=input:{b}x{shape}" for k, b in zip(("min", "opt", "max"), batch, strict=True)),
              f"--memPoolSize=workspace:{workspace_mib}"]
     return " ".join(parts)
 
 
-def _tensorrt(engine: str | Path = "ENGINE"):
+def float16_onnx(src: str | Path, out: str | Path) -> dict:
+    """FP16 copy of a float32 fer_ros ONNX, with float32 input and output, verified against it.
+
+    For strongly typed TensorRT (11+), which has no FP16 flag and runs each layer in the ONNX's type.
+    """
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        raise FerRosError("converting the model to FP16 for TensorRT 11+ needs the onnx package: "
+                          "pip install onnx") from None
+    src, out = Path(src), Path(out)
+    fp32 = _float32_model(src, "FP16 conversion")
+    proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    data = modelfile.onnx_bytes(proto, {**fp32.metadata, "precision": "fp16", "source": src.name})
+    diff = _write_verified(out, data, OnnxRuntimeBackend, fp32.predict, sample_inputs(fp32.metadata),
+                           FP16_TOLERANCE, "FP16 vs float32")
+    return {"path": str(out), "bytes": len(data), "max_abs_diff": diff}
+
+
+def _tensorrt_module():
+    """The tensorrt module, or None where it is not installed."""
     try:
         import tensorrt as trt
     except ImportError:
+        return None
+    return trt
+
+
+def _tensorrt(engine: str | Path = "ENGINE"):
+    trt = _tensorrt_module()
+    if trt is None:
         raise FerRosError("TensorRT's Python module is not installed: build the engine with the trtexec command "
-                          f"above, then run this command again with --from-engine {engine} to write its sidecar"
-                          ) from None
+                          f"above, then run this command again with --from-engine {engine} to write its sidecar")
     return trt
 
 
 def build_engine(onnx_path: str | Path, out: str | Path, int8: bool = False, workspace_mib: int = 1024,
                  batch=TRT_EP_BATCH) -> dict:
-    """ONNX -> serialized TensorRT engine (FP16, plus INT8 for a QDQ model) with its sidecar, verified."""
-    trt = _tensorrt(out)
+    """ONNX -> serialized TensorRT engine with its sidecar, verified against onnxruntime.
+
+    The precision follows the ONNX and the installed TensorRT (`plan_for`): int8 needs a Q/DQ ONNX
+    quantized for TensorRT; an fp32 ONNX gives FP16, or FP32 on TensorRT 11+ (give it the
+    `float16_onnx` copy for FP16). The report and the sidecar say which.
+    """
+    batch = check_batch(batch)
     onnx_path, out = Path(onnx_path), Path(out)
     reference = OnnxRuntimeBackend(onnx_path)
     meta = reference.metadata
@@ -244,48 +350,50 @@ def build_engine(onnx_path: str | Path, out: str | Path, int8: bool = False, wor
     if quantized not in (None, "tensorrt"):
         raise FerRosError(f"{onnx_path} was quantized for the {quantized} (asymmetric int8); for TensorRT pass "
                           "the float ONNX with --int8")
-    int8 = int8 or quantized == "tensorrt"
-    logger = trt.Logger(trt.Logger.WARNING)
+    model = model_precision(meta)
+    if int8 and model != "int8":
+        raise FerRosError(f"{onnx_path}: an int8 engine needs an ONNX quantized for TensorRT (Q/DQ nodes), not an "
+                          f"{model} one: `fer-ros export {onnx_path} --format tensorrt --int8 --calib-data DATA`")
+    trt = _tensorrt(out)
+    plan = plan_for(trt, model)
+    logger = trt_logger()
     builder = trt.Builder(logger)
-    # TensorRT 10 networks are always explicit-batch; 8.x must ask for it
-    major = int(trt.__version__.split(".")[0])
-    network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    network = builder.create_network(sum(1 << int(getattr(trt.NetworkDefinitionCreationFlag, f))
+                                         for f in plan.network_flags))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(modelfile.read_bytes(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise FerRosError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    config.set_flag(trt.BuilderFlag.FP16)
-    if int8:
-        config.set_flag(trt.BuilderFlag.INT8)
+    for flag in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
     c, s = meta["in_channels"], meta["input_size"]
     profile.set_shape("input", *[(b, c, s, s) for b in batch])
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
+    if config.add_optimization_profile(profile) < 0:
+        raise FerRosError(f"{onnx_path}: TensorRT rejected the optimization profile of batch {batch}")
+    plan_bytes = builder.build_serialized_network(network, config)
+    if plan_bytes is None:
         raise FerRosError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
-    engine = bytes(plan)
-    precision = "int8" if int8 else "fp16"
-    sidecar = {"metadata": {**meta, "source": onnx_path.name}, "tensorrt": trt.__version__, "precision": precision,
-               "batch": list(batch)}
-    diff = _write_verified(out, engine, TensorRTBackend, reference.predict,
-                           sample_inputs(meta, batch), None if int8 else FP16_TOLERANCE, "TensorRT vs onnxruntime",
-                           sidecar)
-    return {"path": str(out), "bytes": len(engine), "tensorrt": trt.__version__, "precision": precision,
+    engine = bytes(plan_bytes)
+    sidecar = {"metadata": {**meta, "source": onnx_path.name}, "tensorrt": trt.__version__,
+               "precision": plan.precision, "batch": list(batch)}
+    diff = _write_verified(out, engine, TensorRTBackend, reference.predict, sample_inputs(meta, batch),
+                           None if model == "int8" else FP16_TOLERANCE, "TensorRT vs onnxruntime", sidecar)
+    return {"path": str(out), "bytes": len(engine), "tensorrt": trt.__version__, "precision": plan.precision,
             "max_abs_diff": diff}
 
 
 def write_engine_sidecar(onnx_path: str | Path, engine: str | Path) -> Path:
     """Write the sidecar of an engine built elsewhere (e.g. by trtexec) from the ONNX it was built from."""
     meta = modelfile.read_metadata(onnx_path)
-    try:
-        import tensorrt as trt
-        version = trt.__version__
-    except ImportError:
+    model, trt = model_precision(meta), _tensorrt_module()
+    if trt is not None:
+        version, precision = trt.__version__, plan_for(trt, model).precision
+    else:
         version = "unknown (built outside fer-ros)"
-    precision = "int8" if "quantization" in meta else "fp16"
+        precision = "fp16 with trtexec --fp16, else fp32" if model == "fp32" else model
     return modelfile.write_sidecar(engine, modelfile.read_bytes(engine), {**meta, "source": Path(onnx_path).name},
                                    tensorrt=version, precision=precision)
 
@@ -360,6 +468,8 @@ def run(args) -> int:
         raise FerRosError(f"{out}: a TensorRT engine needs an .engine or .plan name")
     if args.format != "tensorrt" and modelfile.kind(out) != "onnx":
         raise FerRosError(f"{out}: the output of --format {args.format} needs an .onnx name")
+    if args.format == "tensorrt":
+        check_batch(args.batch)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = model
         if source == "pt":  # the float ONNX: the result, kept beside the engine for trtexec, or temporary
@@ -383,15 +493,31 @@ def run(args) -> int:
         if args.format == "onnx-int8":
             return 0
         meta = modelfile.read_metadata(onnx_path)
-        int8 = int8 or "quantization" in meta
-        print("trtexec equivalent:\n  " + trtexec_command(onnx_path, out, meta, int8, args.workspace, args.batch))
-        if args.from_engine:
-            side = write_engine_sidecar(onnx_path, args.from_engine)
+        model_kind, trt = model_precision(meta), _tensorrt_module()
+        families = TENSORRT_FAMILIES if trt is None else [(trt.__version__, trt.__version__,
+                                                           hasattr(trt.BuilderFlag, "FP16"))]
+        lines = {}
+        for versions, version, flags in families:
+            build_from, plan = onnx_path, build_plan(version, flags, model_kind)
+            if plan.precision == "fp32":  # TensorRT 11+ has no FP16 flag: build from an FP16 copy
+                build_from = out.with_name(out.stem + ".fp16.onnx")
+                r = float16_onnx(onnx_path, build_from)
+                print(f"wrote {build_from} (FP16 with float32 input and output, for TensorRT 11+): "
+                      f"max |FP16 - float32| = {r['max_abs_diff']:.2g}")
+                plan = build_plan(version, flags, "fp16")
+            lines.setdefault(trtexec_command(build_from, out, meta, plan, args.workspace, args.batch), []).append(
+                versions)
+        print("trtexec equivalent" + (" (TensorRT is not installed here: pick the line of the target's version)"
+                                      if trt is None else "") + ":")
+        for line, versions in lines.items():
+            print(f"  TensorRT {', '.join(versions)}: {line}")
+        if args.from_engine:  # every line printed makes an FP16 (or int8) engine: so says the sidecar
+            side = write_engine_sidecar(build_from, args.from_engine)
             print(f"wrote {side}")
             return 0
         _tensorrt(out)
         print("building the TensorRT engine (a minute or more)...")
-        r = build_engine(onnx_path, out, int8, args.workspace, tuple(args.batch))
+        r = build_engine(build_from, out, int8, args.workspace, tuple(args.batch))
         print(f"wrote {out} and {modelfile.sidecar_path(out).name} (TensorRT {r['tensorrt']}, {r['precision']}, "
               f"{r['bytes'] / 1e6:.2f} MB): max |TensorRT - onnxruntime| = {r['max_abs_diff']:.2g}")
     return 0

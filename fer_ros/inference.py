@@ -4,12 +4,13 @@
   (device ``cuda[:N]`` / ``tensorrt[:N]``) when onnxruntime-gpu is installed.
 - ``torch``: ``.pt`` checkpoints on CPU or CUDA, for development (needs torch).
 - ``tensorrt``: a serialized ``.engine`` / ``.plan`` with its JSON sidecar (needs TensorRT >= 8.6
-  and cuda-python for device memory).
+  and cuda-python 12.9.1+ for device memory).
 
 Every backend takes float32 (N, C, H, W) from `fer_ros.preprocess.to_input` and returns
 float32 (N, n_classes) probabilities; model files are verified when loaded (`fer_ros.modelfile`).
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -119,15 +120,7 @@ class OnnxRuntimeBackend(Backend):
         cuda = ("CUDAExecutionProvider", {"device_id": index})
         wanted = [cuda, cpu]
         if kind_ == "tensorrt":
-            meta = modelfile.read_metadata(path)
-            size = f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']}"
-            shapes = [f"input:{b}x{size}" for b in TRT_EP_BATCH]
-            cache = Path.home() / ".cache" / "fer_ros" / "ort_tensorrt"
-            cache.mkdir(parents=True, exist_ok=True)
-            wanted.insert(0, ("TensorrtExecutionProvider", {
-                "device_id": index, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache), "trt_profile_min_shapes": shapes[0],
-                "trt_profile_opt_shapes": shapes[1], "trt_profile_max_shapes": shapes[2]}))
+            wanted.insert(0, ("TensorrtExecutionProvider", tensorrt_provider_options(path, index)))
         available = ort.get_available_providers()
         if wanted[0][0] not in available:
             raise FerRosError(f"device {kind_} needs {wanted[0][0]}, which this onnxruntime lacks (it has "
@@ -136,6 +129,34 @@ class OnnxRuntimeBackend(Backend):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+def tensorrt_provider_options(path: Path, index: int = 0) -> dict:
+    """onnxruntime's TensorRT provider options for a fer_ros ONNX on GPU `index`.
+
+    Its engine cache is keyed on the model's file name and tensor names, not its weights, so each
+    model gets its own cache folder, named by the checksum sealed in the file: a retrained model
+    never reuses the engine of an old one. A TensorRT-target int8 (Q/DQ) model turns on int8; a
+    CPU-target one is refused, as TensorRT cannot build its asymmetric uint8 graph.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session, meta = modelfile.open_onnx(path, options)
+    target = meta.get("quantization", {}).get("target")
+    if target not in (None, "tensorrt"):
+        raise FerRosError(f"{path}: this int8 ONNX was quantized for the {target} (asymmetric uint8), which TensorRT "
+                          "cannot build; use device cpu, or quantize the float ONNX for TensorRT with `fer-ros export "
+                          "FLOAT.onnx --format tensorrt --int8 --calib-data DATA`")
+    digest = session.get_modelmeta().custom_metadata_map[modelfile.SHA_KEY]
+    cache = Path.home() / ".cache" / "fer_ros" / "ort_tensorrt" / digest
+    cache.mkdir(parents=True, exist_ok=True)
+    size = f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']}"
+    shapes = [f"input:{b}x{size}" for b in TRT_EP_BATCH]
+    return {"device_id": index, "trt_fp16_enable": True, "trt_int8_enable": target == "tensorrt",
+            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_profile_min_shapes": shapes[0],
+            "trt_profile_opt_shapes": shapes[1], "trt_profile_max_shapes": shapes[2]}
 
 
 class TorchBackend(Backend):
@@ -163,16 +184,16 @@ class TorchBackend(Backend):
             return self.model(self._torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
-def _cudart():
-    """cuda-python's runtime module (``cuda.bindings.runtime``, or ``cuda.cudart`` before 12.6)."""
+def _cuda():
+    """cuda-python's runtime module and its documented native-handle getter (cuda-python 12.9.1+)."""
     try:
         from cuda.bindings import runtime
+        from cuda.bindings.utils import get_cuda_native_handle
     except ImportError:
-        try:
-            from cuda import cudart as runtime
-        except ImportError:
-            raise FerRosError("the tensorrt backend needs cuda-python: pip install cuda-python") from None
-    return runtime
+        raise FerRosError("the tensorrt backend needs cuda-python 12.9.1+ of your CUDA major version: "
+                          "pip install 'cuda-python>=12.9.1,<13' (CUDA 12, JetPack 6) or 'cuda-python>=13,<14' "
+                          "(CUDA 13)") from None
+    return runtime, get_cuda_native_handle
 
 
 def _check(result):
@@ -183,8 +204,21 @@ def _check(result):
     return values[0] if len(values) == 1 else values or None
 
 
+@functools.cache
+def trt_logger():
+    """The one TensorRT logger of this process, shared by every builder and runtime."""
+    import tensorrt as trt
+
+    return trt.Logger(trt.Logger.WARNING)
+
+
 class TensorRTBackend(Backend):
-    """A serialized TensorRT engine (named-tensor API of TensorRT >= 8.6) on one GPU."""
+    """A serialized TensorRT engine (named-tensor API of TensorRT >= 8.6) on one GPU.
+
+    The GPU is made current on the thread that runs each batch (the node infers on a worker thread,
+    and the current CUDA device is per thread). `close` frees the device memory; so does the
+    garbage collector.
+    """
 
     name = "tensorrt"
 
@@ -194,12 +228,21 @@ class TensorRTBackend(Backend):
         except ImportError:
             raise FerRosError("the tensorrt backend needs TensorRT's Python module (JetPack's python3-libnvinfer "
                               "or pip install tensorrt); or use backend onnxruntime") from None
-        _, index = parse_device(device, ("cuda",))
-        self._cudart = cudart = _cudart()
+        _, self._device = parse_device(device, ("cuda",))
+        self._d_in = self._d_out = self._stream = None
+        self._cudart, self._native = _cuda()
         data, meta, side = modelfile.read_engine(path)
         super().__init__(path, meta)
-        _check(cudart.cudaSetDevice(index))
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        try:
+            self._load(trt, data, side)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, trt, data: bytes, side: dict) -> None:
+        cudart, path = self._cudart, self.path
+        _check(cudart.cudaSetDevice(self._device))
+        self._runtime = trt.Runtime(trt_logger())
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise ModelFileError(f"{path}: TensorRT {trt.__version__} cannot load this engine (built with TensorRT "
@@ -214,37 +257,55 @@ class TensorRTBackend(Backend):
         for name in names:
             if self._engine.get_tensor_dtype(name) != trt.float32:
                 raise ModelFileError(f"{path}: tensor {name} is {self._engine.get_tensor_dtype(name)}, not float32")
+        meta = self.metadata
         modelfile.check_io(meta, tuple(self._engine.get_tensor_shape(self.input_name)),
                            tuple(self._engine.get_tensor_shape(self.output_name)), path)
-        self.max_batch = int(self._engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        low, _, high = self._engine.get_tensor_profile_shape(self.input_name, 0)
+        if low[0] != 1:
+            raise ModelFileError(f"{path}: the engine's smallest batch is {low[0]}, so a frame with one face cannot "
+                                 f"run; rebuild it with a minimum batch of 1 (trtexec --minShapes=input:1x"
+                                 f"{meta['in_channels']}x{meta['input_size']}x{meta['input_size']})")
+        self.max_batch = int(high[0])
         self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise FerRosError(f"{path}: TensorRT could not create an execution context (out of GPU memory?)")
         per_face = self.in_channels * self.input_size ** 2
         self._d_in = _check(cudart.cudaMalloc(self.max_batch * per_face * 4))
         self._d_out = _check(cudart.cudaMalloc(self.max_batch * len(self.classes) * 4))
         self._stream = _check(cudart.cudaStreamCreate())
-        self._context.set_tensor_address(self.input_name, int(self._d_in))
-        self._context.set_tensor_address(self.output_name, int(self._d_out))
+        for name, address in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
+            if not self._context.set_tensor_address(name, int(address)):
+                raise FerRosError(f"{path}: TensorRT rejected the device address of tensor {name}")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         cudart = self._cudart
+        _check(cudart.cudaSetDevice(self._device))
         out = np.empty((len(batch), len(self.classes)), np.float32)
         if not self._context.set_input_shape(self.input_name, batch.shape):
             raise RuntimeError(f"TensorRT rejected input shape {batch.shape}")
         _check(cudart.cudaMemcpyAsync(self._d_in, batch, batch.nbytes,
                                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
-        if not self._context.execute_async_v3(int(self._stream)):
+        if not self._context.execute_async_v3(self._native(self._stream)):
             raise RuntimeError("TensorRT execution failed")
         _check(cudart.cudaMemcpyAsync(out, self._d_out, out.nbytes,
                                       cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
         _check(cudart.cudaStreamSynchronize(self._stream))
         return out
 
-    def __del__(self):
+    def close(self) -> None:
+        """Free whatever device buffers and stream were allocated (also after a failed load)."""
         cudart = getattr(self, "_cudart", None)
-        if cudart is not None and hasattr(self, "_stream"):
-            cudart.cudaFree(self._d_in)
-            cudart.cudaFree(self._d_out)
+        if cudart is None:
+            return
+        cudart.cudaSetDevice(self._device)
+        for address in (self._d_in, self._d_out):
+            if address is not None:
+                cudart.cudaFree(address)
+        if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
+        self._d_in = self._d_out = self._stream = None
+
+    __del__ = close
 
 
 def load_backend(model: str | Path | None = None, backend: str = "onnxruntime", device: str = "cpu",
