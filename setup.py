@@ -30,15 +30,18 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["fer_ros", "fer_ros.*"]),
-    # the shipped models, and the .msg definitions replay needs to write bags without ROS
-    package_data={"fer_ros": ["weights/*", "interfaces/README.md", "interfaces/*/msg/*.msg"]},
+    # the shipped models, the default parameters, and the .msg definitions replay needs to write bags without ROS
+    package_data={"fer_ros": ["weights/*", "config/fer.yaml", "interfaces/README.md", "interfaces/*/msg/*.msg"]},
     cmdclass={"build_py": BuildPy},
     install_requires=["numpy>=1.23", "opencv-python>=4.8,<5", "onnxruntime>=1.16", "PyYAML>=6", "tqdm>=4.60"],
     extras_require={
         # torch: install torch==2.13.0 first on machines with a local CPU wheel (see README)
         "train": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1"],
         "bag": ["rosbags>=0.10", "matplotlib>=3.6"],
-        "tensorrt": ["cuda-python>=12"],  # TensorRT itself comes with JetPack or NVIDIA's pip index
+        # cuda-python for CUDA 12 (JetPack 6, cu12 desktops; on CUDA 13 install cuda-python>=13,<14 instead),
+        # 12.9.1+ for get_cuda_native_handle; onnx for the int8 and FP16 (TensorRT 11) ONNX that export writes.
+        # TensorRT itself comes with JetPack or NVIDIA's pip index.
+        "tensorrt": ["cuda-python>=12.9.1,<13", "onnx>=1.15"],
         "dev": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1", "rosbags>=0.10",
                 "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5"],
     },

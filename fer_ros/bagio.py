@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from . import messages
-from .errors import BagError, ImageError
+from .errors import BagError, ImageError, read_yaml
 from .messages import DISTROS
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -215,10 +215,12 @@ def _read_metadata(path: Path) -> dict:
     meta = path / "metadata.yaml"
     if not meta.is_file():
         return {}
-    try:
-        return yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-    except (yaml.YAMLError, KeyError, TypeError, OSError) as err:
-        raise BagError(f"{meta}: not a rosbag2 metadata file ({err}); delete it and run `ros2 bag reindex`") from None
+    redo = f"delete it and run `ros2 bag reindex {path}`"
+    doc = read_yaml(meta, "bag metadata", BagError, hint=redo)
+    info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
+    if not isinstance(info, dict):
+        raise BagError(f"{meta}: not a rosbag2 metadata file (no rosbag2_bagfile_information mapping); {redo}")
+    return info
 
 
 def _copy_prefix(src: Path, dst: Path, n: int) -> None:

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from . import bagio, messages
-from .encodings import IMAGE_SUFFIXES
-from .errors import DataError
+from .cli import EXIT_OK, EXIT_SKIPPED, check_output, number
+from .encodings import IMAGE_SUFFIXES, decode_compressed, image_to_bgr, read_image
+from .errors import DataError, FerRosWarning, ImageError, read_yaml
 from .video import Video, scaled
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
@@ -89,6 +92,7 @@ def write_image_bag(out: str | Path, frames: Iterable[tuple[float, np.ndarray]],
             ns = round((start_time + t) * 1e9)
             msg = (compressed_message(bag.store, bgr, ns, frame_id, encoding, quality) if compressed
                    else image_message(bag.store, bgr, ns, frame_id, encoding))
+            decode_check(msg, compressed, bgr.shape[:2], n)
             bag.write(topic, ns, msg)
             if camera_info:
                 calibration = camera_info if isinstance(camera_info, dict) else None
@@ -98,8 +102,25 @@ def write_image_bag(out: str | Path, frames: Iterable[tuple[float, np.ndarray]],
     return n
 
 
-def image_frames(folder: str | Path, fps: float, scale: float = 1.0) -> tuple[Iterator[tuple[float, np.ndarray]], int]:
-    """(index / fps, BGR) of the images in a folder, by file name; unreadable files are skipped with a warning."""
+def decode_check(msg, compressed: bool, shape: tuple[int, int], index: int) -> None:
+    """Decode a message about to be written, as `fer-ros replay` and the node will; DataError if it does not
+    give back the frame's size, so a bag never holds a frame its readers reject."""
+    try:
+        img = (decode_compressed(msg.data) if compressed else
+               image_to_bgr(msg.data, msg.encoding, int(msg.width), int(msg.height), int(msg.step)))
+    except ImageError as e:
+        raise DataError(f"frame {index}: the message written for it does not decode ({e}); nothing more "
+                        "written") from None
+    if img.shape[:2] != tuple(shape):
+        raise DataError(f"frame {index}: the message written for it decodes to {img.shape[1]}x{img.shape[0]}, not "
+                        f"{shape[1]}x{shape[0]}; nothing more written")
+
+
+def image_frames(folder: str | Path, fps: float, scale: float = 1.0,
+                 skipped: list[str] | None = None) -> tuple[Iterator[tuple[float, np.ndarray]], int]:
+    """(index / fps, BGR) of the images in a folder, by file name. Each is decoded as strictly as `fer-ros infer`
+    reads it (`encodings.read_image`: a truncated JPEG is unreadable); one that is not is skipped with a
+    FerRosWarning and its reason appended to `skipped`."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(folder).is_dir() else []
     if not files:
@@ -108,9 +129,12 @@ def image_frames(folder: str | Path, fps: float, scale: float = 1.0) -> tuple[It
     def frames():
         n = 0
         for p in files:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                tqdm.write(f"warning: {p}: not a readable image, skipped")
+            try:
+                img = read_image(p)
+            except ImageError as e:
+                warnings.warn(f"{e}: not a readable image, skipped", FerRosWarning, stacklevel=2)
+                if skipped is not None:
+                    skipped.append(str(e))
                 continue
             yield n / fps, scaled(img, scale)
             n += 1
@@ -157,7 +181,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--topic", help="image topic (default: /camera/image_raw, or /camera/image_raw/compressed)")
     w.add_argument("--encoding", choices=ENCODINGS, default="bgr8", help="pixel encoding (default: %(default)s)")
     w.add_argument("--compressed", action="store_true", help="write sensor_msgs/CompressedImage (JPEG) instead")
-    w.add_argument("--quality", type=int, default=90, metavar="1..100",
+    w.add_argument("--quality", type=number(int, 1, 100), default=90, metavar="1..100",
                    help="JPEG quality with --compressed (default: %(default)s)")
     w.add_argument("--distro", choices=bagio.DISTROS, default="humble",
                    help="bag layout: humble (metadata v5, no definitions in sqlite3) or jazzy (v9, with "
@@ -168,7 +192,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--camera-info", nargs="?", const=True, metavar="CALIBRATION_YAML",
                    help="also write sensor_msgs/CameraInfo beside the images: from a camera_calibration_parsers "
                         "YAML file, or uncalibrated (K = 0) when no file is given")
-    w.add_argument("--start-time", type=float, metavar="SECONDS",
+    w.add_argument("--start-time", type=number(float, 0), metavar="SECONDS",
                    help="header.stamp of the first frame, seconds since the epoch (default: now)")
     w.add_argument("--scale", type=float, default=1.0, metavar="FACTOR",
                    help="resize frames by this factor (default: %(default)s)")
@@ -178,7 +202,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("video", help="video file (anything OpenCV reads: mp4, mov, avi, ...)")
     v.add_argument("out", help="bag directory to create")
     v.add_argument("--step", type=int, default=1, metavar="N", help="keep every N-th frame (default: %(default)s)")
-    v.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames")
+    v.add_argument("--max-frames", type=number(int, 1), metavar="N", help="stop after this many frames")
 
     i = sub.add_parser("from-images", parents=[writer], help="write a camera bag from a folder of images",
                        description="Write a camera bag from a folder of images, in file-name order.")
@@ -203,26 +227,40 @@ def run(args) -> int:
         return 0
     for name in ("scale", "step", "fps"):
         value = getattr(args, name, 1)
-        if value <= 0:
-            raise DataError(f"--{name} must be positive, not {value}")
+        if not (math.isfinite(value) and value > 0):
+            raise DataError(f"--{name} must be a positive number, not {value}")
+    source = getattr(args, "video", None) or args.folder
+    calibration = args.camera_info
+    check_output(args.out, "out", "bag", inputs=[source, calibration if isinstance(calibration, str) else None])
+    if isinstance(calibration, str):
+        calibration = read_yaml(calibration, "calibration", DataError)
+        if not isinstance(calibration, dict):
+            raise DataError(f"{args.camera_info}: not a camera calibration (a camera_calibration_parsers YAML "
+                            "mapping with image_width, image_height, camera_matrix, ...)")
+    video, skipped = None, []
     if args.bag_command == "from-video":
         video = Video(args.video)
         frames, total = video.frames(args.step, args.max_frames, args.scale), video.count(args.step, args.max_frames)
     else:
-        frames, total = image_frames(args.folder, args.fps, args.scale)
-    calibration = args.camera_info
-    if isinstance(calibration, str):
-        try:
-            calibration = yaml.safe_load(Path(calibration).read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise DataError(f"{args.camera_info}: cannot read the calibration: {err}") from None
-    n = write_image_bag(args.out, tqdm(frames, total=total or None, unit="frame", desc="writing"),
-                        topic=args.topic, encoding=args.encoding, compressed=args.compressed, quality=args.quality,
-                        storage=args.storage, distro=args.distro, frame_id=args.frame_id, camera_info=calibration,
-                        start_time=time.time() if args.start_time is None else args.start_time)
+        frames, total = image_frames(args.folder, args.fps, args.scale, skipped)
+    try:
+        n = write_image_bag(args.out, tqdm(frames, total=total or None, unit="frame", desc="writing",
+                                           file=sys.stderr),
+                            topic=args.topic, encoding=args.encoding, compressed=args.compressed,
+                            quality=args.quality, storage=args.storage, distro=args.distro, frame_id=args.frame_id,
+                            camera_info=calibration,
+                            start_time=time.time() if args.start_time is None else args.start_time)
+    except DataError as err:  # a bad calibration or a frame that does not decode: leave no half-written bag
+        shutil.rmtree(args.out, ignore_errors=True)
+        raise DataError(f"{source}: {err}") from None
     if not n:
         shutil.rmtree(args.out)
-        raise DataError(f"{getattr(args, 'video', None) or args.folder}: no frames were read")
-    print(f"wrote {n} frames")
+        raise DataError(f"{source}: no frames were read")
+    notes = [f"{len(skipped)} unreadable image(s) skipped"] if skipped else []
+    if video is not None and video.truncated:
+        notes.append(f"the video ended early, after {video.read} of the {video.total} frames it declares")
+    print(f"wrote {n} frames" + "".join(f"; {note}" for note in notes))
     print_info(bag_info(args.out))
-    return 0
+    if notes:
+        print(f"fer-ros bag {args.bag_command}: wrote {n} frames; " + "; ".join(notes), file=sys.stderr)
+    return EXIT_SKIPPED if notes else EXIT_OK

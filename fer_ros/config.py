@@ -2,8 +2,8 @@
 
 Each field's metadata holds "description", "dynamic" (may change while running, through
 `Pipeline.update_config` or a ROS parameter set) and either "range": (lo, hi) or "choices".
-`load_config` reads a ROS 2 parameters file (config/fer.yaml); keys the pipeline does not know
-(topics, QoS, ...) belong to the node and are ignored here.
+`load_config` reads a ROS 2 parameters file (the packaged defaults, fer_ros/config/fer.yaml, without one);
+the node's own keys (topics, ...) are known and skipped there, a key neither has is an error.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .errors import FerRosError
+from .errors import FerRosError, FerRosWarning, read_yaml
 
 #: the node whose section of a parameters file `load_config` reads (besides the "/**" wildcard)
 NODE_NAME = "fer_node"
@@ -36,20 +34,25 @@ def _param(default, description: str, dynamic: bool = True, range=None, choices=
 
 @dataclass
 class PipelineConfig:
-    detector: str = _param("haar", "face detector: haar (built in) or yunet (needs detector_model)",
-                           choices=("haar", "yunet"))
-    detector_model: str | None = _param(None, "YuNet ONNX file (face_detection_yunet_2023mar.onnx); empty for haar")
+    detector: str = _param("auto", "face detector: auto (yunet when its model file is found, else haar), yunet "
+                                   "(a CNN: finds more faces, faster) or haar (built in)",
+                           choices=("auto", "yunet", "haar"))
+    detector_model: str | None = _param(None, "YuNet ONNX file (face_detection_yunet_2023mar.onnx); empty: "
+                                              "$FER_ROS_YUNET_MODEL, else the one `fer-ros models fetch` downloads")
     detection_size: int = _param(320, "detect on a copy whose longer side is at most this many pixels (0 = full "
                                       "size); smaller is faster but misses small faces", range=(0, 4096))
     detection_score: float = _param(0.6, "YuNet: minimum face confidence (Haar: see haar_min_neighbors)",
                                     range=(0.0, 1.0))
     detection_period_s: float = _param(0.2, "scan the whole frame for new faces this often (s, by the image stamps); "
-                                            "in between, Haar looks only near tracked faces (0 = every frame)",
+                                            "in between, Haar looks only near tracked faces, at each one's scale "
+                                            "(0 = every frame; YuNet always scans the whole frame)",
                                        range=(0.0, 10.0))
     haar_scale_factor: float = _param(1.15, "Haar image pyramid step; larger is faster, finds fewer faces",
                                       range=(1.01, 2.0))
     haar_min_neighbors: int = _param(3, "Haar: overlapping raw detections needed for a face; larger, fewer false "
                                         "faces", range=(1, 20))
+    haar_thorough: bool = _param(False, "Haar: whole-frame scans also look for half-profile faces and faces tilted "
+                                        "25 degrees (about 5x the time; still images always do)")
     haar_eyes: bool = _param(True, "Haar: search eyes in each face to level them (YuNet always has landmarks)")
     min_face_size: int = _param(32, "faces whose box is smaller than this (shorter side, source pixels) are "
                                     "counted but not classified", range=(0, 4096))
@@ -75,8 +78,11 @@ class PipelineConfig:
     track_iou: float = _param(0.3, "minimum box overlap (IoU) to continue a face's track", range=(0.0, 1.0))
     track_max_distance: float = _param(0.5, "else continue it if the centres are within this many face sizes",
                                        range=(0.0, 5.0))
-    track_max_missed: int = _param(5, "frames a face may go undetected before its id is dropped",
+    track_max_missed: int = _param(5, "frames a face may go undetected (and not carried) before its id is dropped",
                                    range=(0, 1000))
+    track_carry_s: float = _param(1.0, "report a face the detector lost for up to this long (s, by the image "
+                                       "stamps) where optical flow follows it and it still looks the same, "
+                                       "marked carried (0 = off)", range=(0.0, 10.0))
     track_min_hits: int = _param(2, "frames in a row a new face must be seen before it is reported",
                                  range=(1, 100))
 
@@ -126,40 +132,86 @@ def coerce(name: str, value, fields: dict[str, dataclasses.Field] = FIELDS):
     return value
 
 
+#: the default parameters, shipped inside the package; colcon also installs them as share/fer_ros/config/fer.yaml,
+#: where the launch files look
+DEFAULTS_FILE = Path(__file__).resolve().parent / "config" / "fer.yaml"
+#: parameters every ROS 2 node has (rclpy declares them), and prefixes of families of them
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+ROS_PREFIXES = ("qos_overrides.",)
+
+
 def load_config(path: str | Path | None = None, **overrides) -> PipelineConfig:
-    """Defaults, updated from a ROS 2 parameters file (its "/**" and NODE_NAME sections), then `overrides`."""
-    values = read_parameters(path) if path is not None else {}
+    """The packaged defaults (`DEFAULTS_FILE`) or a ROS 2 parameters file (its "/**" and NODE_NAME sections),
+    then `overrides`. ConfigError names the file, the parameter and what is wrong."""
+    source = Path(path) if path is not None else DEFAULTS_FILE if DEFAULTS_FILE.is_file() else None
+    values = read_parameters(source) if source is not None else {}
     values = {k: v for k, v in values.items() if k in FIELDS}
     values.update(overrides)
     for name, value in values.items():
         reason = validate(name, coerce(name, value))
+        if reason and name not in FIELDS:
+            reason += _did_you_mean(name, FIELDS)
         if reason:
-            raise ConfigError(f"{path}: {reason}" if path is not None and name not in overrides else reason)
+            raise ConfigError(f"{source}: {reason}" if source is not None and name not in overrides else reason)
     return PipelineConfig(**{k: coerce(k, v) for k, v in values.items()})
+
+
+def known_parameters() -> frozenset[str]:
+    """Every parameter name fer_node has: the pipeline's (PipelineConfig) and the node's (node_logic.NodeConfig)."""
+    from .node_logic import PARAMETERS  # node_logic imports this module
+
+    return frozenset(PARAMETERS) | frozenset(FIELDS)
+
+
+def _did_you_mean(name: str, known, cutoff: float = 0.6) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def read_parameters(path: str | Path) -> dict:
     """Flat {name: value} from a parameters file: `/**:` and `fer_node:` sections (nested keys dot-joined);
-    a file without `ros__parameters` is read as the parameters themselves."""
+    a file without `ros__parameters` is read as the parameters themselves.
+
+    A name fer_node does not have (`known_parameters`, or one every ROS node has) is a ConfigError with the
+    nearest known name, except in the "/**" section: that applies to every node, so it may hold other nodes'
+    parameters; there such a name gives a FerRosWarning unless it is within a typo of one of ours (an error).
+    Sections of other nodes are skipped.
+    """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the parameters file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path, "parameters file", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of parameters, found {type(data).__name__}")
-    sections = [v["ros__parameters"] for k, v in data.items()
+        raise ConfigError(f"{path}: expected a mapping of parameters, found {type(data).__name__}; "
+                          "see fer_ros/config/fer.yaml for the layout")
+    sections = [(str(k), v["ros__parameters"]) for k, v in data.items()
                 if isinstance(v, dict) and "ros__parameters" in v
                 and (k == "/**" or str(k).rstrip("/").rsplit("/", 1)[-1] == NODE_NAME)]
     if not sections and not any(isinstance(v, dict) and "ros__parameters" in v for v in data.values()):
-        sections = [data]
+        sections = [("", data)]
+    known = known_parameters()
     params = {}
-    for section in sections:
-        params.update(_flatten(section or {}))
+    for name, section in sections:
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{path}: {name}: ros__parameters must be a mapping of names to values, "
+                              f"not {type(section).__name__}")
+        flat = _flatten(section or {})
+        unknown = [k for k in flat if k not in known and k not in ROS_PARAMETERS and not k.startswith(ROS_PREFIXES)]
+        for key in unknown:
+            typo = _did_you_mean(key, known, cutoff=0.8 if name == "/**" else 0.6)
+            if name != "/**" or typo:
+                where = f"{path}: {name}: " if name else f"{path}: "
+                raise ConfigError(f"{where}unknown parameter {key!r}{typo or '; fer_node has none of that name'}"
+                                  " (fer_ros/config/fer.yaml lists them all)")
+        if unknown:
+            import warnings
+
+            warnings.warn(f"{path}: '/**' section: ignoring {', '.join(unknown)}: not parameters of fer_node "
+                          "('/**' applies to every node, so they may be another node's)", FerRosWarning,
+                          stacklevel=2)
+        params.update({k: v for k, v in flat.items() if k not in unknown})
     return params
 
 
@@ -173,10 +225,15 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
     return flat
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One command-line option per pipeline parameter (--smoothing-tau-s ...), defaulting to unset."""
+#: the parameters that say how faces are found and framed (`fer-ros evaluate` on image folders takes these)
+FACE_FIELDS = ("detector", "detector_model", "detection_size", "detection_score", "haar_scale_factor",
+               "haar_min_neighbors", "haar_thorough", "haar_eyes", "align", "margin")
+
+
+def add_arguments(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
+    """One command-line option per pipeline parameter in `names` (--smoothing-tau-s ...), defaulting to unset."""
     g = parser.add_argument_group("pipeline parameters (as the node's; they override --config)")
-    for name, f in FIELDS.items():
+    for name, f in ((n, FIELDS[n]) for n in names):
         help_ = f.metadata["description"].replace("%", "%%")
         if value_type(f) is bool:
             g.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
@@ -188,6 +245,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help=help_)
 
 
-def overrides_from(args: argparse.Namespace) -> dict:
-    """The pipeline parameters given on the command line by `add_arguments`."""
-    return {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
+def overrides_from(args: argparse.Namespace, names=tuple(FIELDS)) -> dict:
+    """The pipeline parameters in `names` given on the command line by `add_arguments`."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

@@ -5,25 +5,35 @@ into model input, exactly as at inference time. Images that are not face crops g
 the runtime's face detection and alignment (`fer_ros.faces`, `fer_ros.align`).
 """
 
+import contextlib
 import csv
 import functools
 import gzip
 import io
+import sys
+import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from .classes import FER7, FERPLUS8, canonical
-from .encodings import IMAGE_SUFFIXES
-from .errors import DataError
+from .encodings import IMAGE_SUFFIXES, read_image
+from .errors import DataError, ImageError
 from .preprocess import INPUT_SIZE
 
 FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 # FER+ vote columns, in file order, mapped to our class names (unknown and NF are not classes)
 _FERPLUS_COLUMNS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
+#: reasons in `Dataset.skipped` that are by design, not bad input: FER+ rows marked not-a-face or without an
+#: emotion vote, and classes the model does not have; any other skip means the run was not complete (exit 1)
+EXPECTED_SKIPS = ("not a face", "no emotion votes", "class unknown to the model")
+#: rows parsed per np.fromstring call (a bad row costs a row-by-row parse of its chunk only)
+_CHUNK = 1024
 
 
 @dataclass
@@ -36,6 +46,8 @@ class Dataset:
     source: str
     skipped: Counter = field(default_factory=Counter)
     rows: np.ndarray | None = None  # each crop's data row in its CSV (0-based, header excluded)
+    #: image folders: how many images were taken as crops as they are, and how many through face detection
+    framing: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -48,11 +60,43 @@ class Dataset:
     def counts(self) -> dict[str, int]:
         return {c: int(n) for c, n in zip(self.classes, np.bincount(self.labels, minlength=len(self.classes)))}
 
+    @property
+    def skipped_bad(self) -> int:
+        """How many rows or images were skipped as bad or unusable (not by design: see EXPECTED_SKIPS)."""
+        return sum(n for why, n in self.skipped.items() if not why.startswith(EXPECTED_SKIPS))
 
+
+@contextlib.contextmanager
 def _open_text(path: Path):
+    """A data file as text, by its content: gzip when it is named .gz. Everything read inside the `with` that is
+    not what the name says (plain text named .gz, a cut or damaged gzip, a binary file, NUL bytes) is a
+    DataError naming the file: the one boundary for the bytes of CSV inputs."""
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
-    return io.TextIOWrapper(gzip.open(path), encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    try:
+        raw = path.open("rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the data file ({e.strerror or e})") from None
+    with raw:
+        head = raw.read(2)
+        raw.seek(0)
+        gz = head == b"\x1f\x8b"
+        if path.suffix == ".gz" and not gz:
+            raise DataError(f"{path}: named .gz but not gzip-compressed (it starts with {head!r}); if it is a plain "
+                            "CSV, rename it without .gz")
+        if gz and path.suffix != ".gz":
+            raise DataError(f"{path}: gzip-compressed but not named .gz; rename it to {path.name}.gz")
+        stream = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, encoding="utf-8", newline="")
+        try:
+            yield stream
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            why = "cut short" if isinstance(e, EOFError) else f"damaged: {e}"
+            raise DataError(f"{path}: the gzip data is {why}; download or copy the file again") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not a text CSV (byte {e.object[e.start]:#04x} is not UTF-8): a binary file? "
+                            "give a FER2013 or FER+ CSV") from None
+        except csv.Error as e:
+            raise DataError(f"{path}: not a CSV ({e}); give a FER2013 or FER+ CSV") from None
 
 
 def _bad(path: Path, row: int, why: str, skip_bad: bool, skipped: Counter) -> None:
@@ -92,7 +136,7 @@ def _fer2013_table(path: Path, mtime: float) -> _Table:
             raise DataError(f"{path}: not a FER2013 CSV (header must have emotion,pixels[,Usage])")
         ie, ip = header.index("emotion"), header.index("pixels")
         iu = header.index("Usage") if "Usage" in header else None
-        rows = list(reader)
+        rows = list(_progress(reader, f"reading {path.name}", " rows"))
     labels = np.full(len(rows), -1, np.int64)
     usage = np.array([r[iu] if iu is not None and len(r) == len(header) else "" for r in rows])
     ok = np.zeros(len(rows), bool)
@@ -109,12 +153,15 @@ def _fer2013_table(path: Path, mtime: float) -> _Table:
         if ok[i]:
             texts.append(r[ip])
     images = np.zeros((len(rows), INPUT_SIZE, INPUT_SIZE), np.uint8)
-    if texts:  # parse the well-formed rows in one go, then the odd ones one by one
-        px = np.fromstring(" ".join(texts), dtype=np.int32, sep=" ")
-        if px.size == len(texts) * n_px and 0 <= px.min() and px.max() <= 255:
-            images[ok] = px.reshape(-1, INPUT_SIZE, INPUT_SIZE)
+    # parse the well-formed rows a chunk at a time; a chunk with a bad value (say "12x") is parsed row by row
+    good = np.flatnonzero(ok)
+    for start in _progress(range(0, len(good), _CHUNK), f"parsing {path.name}", " chunks"):
+        chunk = good[start:start + _CHUNK]
+        px = _parse_many(texts[start:start + len(chunk)], len(chunk) * n_px)
+        if px is not None:
+            images[chunk] = px.reshape(-1, INPUT_SIZE, INPUT_SIZE)
         else:
-            ok[:] = False
+            ok[chunk] = False
     for i in np.flatnonzero(~ok):
         if len(rows[i]) == len(header):
             crop = _parse_pixels(rows[i][ip])
@@ -123,6 +170,24 @@ def _fer2013_table(path: Path, mtime: float) -> _Table:
             else:
                 images[i], ok[i] = crop, True
     return _Table(images, labels, usage, ok, sorted(bad))
+
+
+def _progress(items, desc: str, unit: str):
+    """`items` with a progress bar on stderr while a dataset loads, on a terminal only (tqdm's disable=None),
+    so logs and captured output get none; FER2013 takes seconds to read and parse."""
+    return tqdm(items, desc=desc, unit=unit, unit_scale=True, leave=False, disable=None, file=sys.stderr,
+                mininterval=0.5)
+
+
+def _parse_many(texts: list[str], n: int) -> np.ndarray | None:
+    """The grey levels of several rows' pixel strings, or None if any is not a number 0..255."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns, and stops, at a bad value
+            px = np.fromstring(" ".join(texts), dtype=np.int32, sep=" ")
+    except ValueError:
+        return None
+    return px if px.size == n and 0 <= px.min() and px.max() <= 255 else None
 
 
 def fer2013_table(path: Path, skip_bad: bool, skipped: Counter) -> _Table:
@@ -196,21 +261,31 @@ def load_ferplus(votes_path: str | Path, fer2013_path: str | Path, split: str | 
                    f"{votes_path.name}:{split or 'all'}", skipped, np.array(rows))
 
 
+#: how `load_image_folder` frames an image: auto = as a crop when it is the model's input size, else detect
+CROP_MODES = ("auto", "crops", "faces")
+
+
 def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detector=None,
-                      size: int = INPUT_SIZE) -> Dataset:
+                      size: int = INPUT_SIZE, crops: str = "auto", margin: float = 0.0) -> Dataset:
     """One sub-folder per class (CK+, JAFFE style); names matched to ours, others reported.
 
-    Full photos go through face detection (largest face) and alignment; small images where
-    no face is found (<= 2x the input size) are taken as crops already.
+    crops="auto" takes images of the model's input size (size x size: face crops such as CK+48's) as they
+    are, and finds the face in any other (the largest, aligned as at run time; an image with none is
+    skipped); "crops" takes every image as a crop (resized), "faces" detects in every one. `framing`
+    counts which was done.
     """
     from .align import crop_face
-    from .faces import make_detector
 
+    if crops not in CROP_MODES:
+        raise DataError(f"unknown crop mode {crops!r}: choose one of {', '.join(CROP_MODES)}")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder of class sub-folders")
-    detector = detector or make_detector("haar")
-    skipped, images, labels = Counter(), [], []
+    if detector is None and crops != "crops":
+        from .faces import make_detector
+
+        detector = make_detector("auto", thorough=True)
+    skipped, framing, images, labels = Counter(), Counter(), [], []
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise DataError(f"{root}: no class sub-folders (expected e.g. {root}/happy/*.jpg)")
@@ -221,31 +296,38 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detecto
             skipped[f"class unknown to the model: {folder.name}"] += len(files)
             continue
         for p in files:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                img = read_image(p)  # strict: a truncated JPEG is unreadable, not a grey-filled face
+            except ImageError:
                 skipped["unreadable image"] += 1
                 continue
-            faces = detector.detect(img)
-            if faces:
-                crop = crop_face(img, max(faces, key=lambda f: f.box[2] * f.box[3]), size)
-            elif max(img.shape[:2]) <= 2 * size:
-                crop = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (size, size), interpolation=cv2.INTER_AREA)
+            if crops == "crops" or (crops == "auto" and img.shape[:2] == (size, size)):
+                grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+                crop = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+                framing["as crops"] += 1
             else:
-                skipped["no face found"] += 1
-                continue
+                faces = detector.detect(img)
+                if not faces:
+                    skipped["no face found"] += 1
+                    continue
+                crop = crop_face(img, max(faces, key=lambda f: f.box[2] * f.box[3]), size, margin)
+                framing[f"face found by {detector.name}"] += 1
             images.append(crop)
             labels.append(classes.index(name))
     if not images:
         raise DataError(f"{root}: no usable images ({dict(skipped)})")
-    return Dataset(np.stack(images), np.array(labels, np.int64), tuple(classes), root.name, skipped)
+    return Dataset(np.stack(images), np.array(labels, np.int64), tuple(classes), root.name, skipped,
+                   framing=framing)
 
 
 def load_dataset(path: str | Path, split: str | None = None, pixels: str | Path | None = None,
-                 soft: bool = False, skip_bad: bool = False, classes: tuple[str, ...] = FER7) -> Dataset:
-    """Pick the loader from the path: FER+ votes CSV (needs `pixels`), FER2013 CSV, or image folder."""
+                 soft: bool = False, skip_bad: bool = False, classes: tuple[str, ...] = FER7,
+                 detector=None, crops: str = "auto", margin: float = 0.0) -> Dataset:
+    """Pick the loader from the path: FER+ votes CSV (needs `pixels`), FER2013 CSV, or image folder
+    (framed by `detector`, `crops` and `margin`: see load_image_folder)."""
     path = Path(path)
     if path.is_dir():
-        return load_image_folder(path, classes)
+        return load_image_folder(path, classes, detector, crops=crops, margin=margin)
     with _open_text(path) as f:
         header = f.readline()
     if header.startswith("Usage,Image name"):

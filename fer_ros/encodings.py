@@ -5,6 +5,8 @@ ROS names: ``yuv422`` is UYVY and ``yuv422_yuy2`` is YUYV (sensor_msgs/image_enc
 type names (``8UC1``, ``8UC3``, ``8UC4``, ``16UC1``) are read as mono8, bgr8, bgra8, mono16.
 """
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -31,6 +33,80 @@ ENCODINGS = tuple(_LAYOUT)
 #: image file types OpenCV reads, for folders of images (infer, bag from-images, datasets)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
 
+#: the largest image fer_ros takes (file, message or frame): at most MAX_SIDE pixels a side and MAX_PIXELS in all,
+#: 8192 x 8192 (192 MB as BGR), which covers 8K video and 50-megapixel photos; one huge message must not take a
+#: robot's memory, and faces in anything larger are found on a downscaled copy anyway
+MAX_SIDE = 16384
+MAX_PIXELS = 8192 * 8192
+
+
+def check_size(width: int, height: int, what: str = "image") -> None:
+    """ImageError when a `width` x `height` image is larger than MAX_SIDE / MAX_PIXELS (the one size bound)."""
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageError(f"{what} is {width}x{height} ({width * height / 1e6:.0f} megapixels), larger than fer_ros "
+                         f"takes (at most {MAX_SIDE} pixels a side and {MAX_PIXELS / 1e6:.0f} megapixels); scale it "
+                         "down first")
+
+
+def check_frame(image) -> None:
+    """ImageError unless `image` is a non-empty image array within the size bound (the pipeline's entry check)."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        shape = getattr(image, "shape", None)
+        raise ImageError(f"not an image: expected an (H, W, 3) BGR array, got {type(image).__name__}"
+                         f"{f' of shape {shape}' if shape is not None else ''}")
+    check_size(image.shape[1], image.shape[0], "the frame")
+
+
+def image_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the header of a PNG, JPEG, GIF, BMP or WebP file, without decoding it; None when
+    the format is another or the header is incomplete."""
+    b = _as_bytes(buf)[:1 << 16].tobytes() if isinstance(buf, np.ndarray) else bytes(buf[:1 << 16])
+    try:
+        if b.startswith(b"\x89PNG\r\n\x1a\n") and b[12:16] == b"IHDR":
+            return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+        if b[:6] in (b"GIF87a", b"GIF89a"):
+            return int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little")
+        if b.startswith(b"BM") and len(b) >= 26:
+            return (abs(int.from_bytes(b[18:22], "little", signed=True)),
+                    abs(int.from_bytes(b[22:26], "little", signed=True)))
+        if b.startswith(b"RIFF") and b[8:12] == b"WEBP":
+            chunk = b[12:16]
+            if chunk == b"VP8X":
+                return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+            if chunk == b"VP8L":
+                bits = int.from_bytes(b[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                return int.from_bytes(b[26:28], "little") & 0x3FFF, int.from_bytes(b[28:30], "little") & 0x3FFF
+        if b.startswith(b"\xff\xd8"):
+            i = 2
+            while i + 9 <= len(b):
+                if b[i] != 0xFF:
+                    return None
+                marker = b[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                    i += 1 if marker == 0xFF else 2
+                    continue
+                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                    return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+                i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as BGR uint8, decoded as strictly as a CompressedImage (a truncated JPEG is an error, not a
+    grey-filled picture as cv2.imread gives); ImageError naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read the image ({e.strerror or e})") from None
+    try:
+        return decode_compressed(data)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+
 
 def image_to_bgr(data: bytes | np.ndarray, encoding: str, width: int, height: int, step: int | None = None,
                  big_endian: bool = False) -> np.ndarray:
@@ -45,6 +121,7 @@ def image_to_bgr(data: bytes | np.ndarray, encoding: str, width: int, height: in
     channels, depth, conversion = _LAYOUT[name]
     if width <= 0 or height <= 0:
         raise ImageError(f"empty {encoding} image ({width}x{height})")
+    check_size(width, height, f"{encoding} image")
     if channels == 2 and width % 2:
         raise ImageError(f"{encoding} image width {width} is odd: YUV 4:2:2 packs pixel pairs")
     row = width * channels * depth
@@ -84,7 +161,18 @@ def decode_compressed(data: bytes | np.ndarray) -> np.ndarray:
     buf = _as_bytes(data)
     if buf.size == 0:
         raise ImageError("empty compressed image")
+    size = image_size(buf)
+    if size is not None:  # before decoding: a 20000x20000 PNG of a few kB must not allocate 1.2 GB
+        check_size(*size, "compressed image")
+    # a cut file decodes grey-filled on some OpenCV versions (4.6's libjpeg only warns): check its end marker
+    if buf[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and b"IEND" not in buf[-64:].tobytes():
+        raise ImageError(f"compressed image of {buf.size} bytes could not be decoded (a truncated PNG: it has no "
+                         "IEND chunk)")
+    if buf[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in buf[-64:].tobytes():
+        raise ImageError(f"compressed image of {buf.size} bytes could not be decoded (a truncated JPEG: it has no "
+                         "end-of-image marker)")
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"compressed image of {buf.size} bytes could not be decoded (not a complete JPEG/PNG)")
+    check_size(image.shape[1], image.shape[0], "compressed image")
     return image

@@ -1,9 +1,10 @@
-"""Face detectors behind one interface: OpenCV's Haar cascade (built in) and YuNet (model file).
+"""Face detectors behind one interface: YuNet (a CNN, model file) and OpenCV's Haar cascades (built in).
 
 `detect` scans the whole image, on a copy downscaled so its longer side is at most
 `detection_size` pixels (0 = full resolution). `detect_near` looks again only around known face
-boxes (a video's tracks): for Haar, whose cost grows with the pixels scanned, a fraction of a
-whole scan. Boxes are reported in source pixels.
+boxes (a video's tracks), each at its own scale: for Haar, whose cost grows with the pixels
+scanned, a fraction of a whole scan. Boxes are reported in source pixels. `make_detector("auto")`
+takes YuNet when its model file is found (`fer_ros.detector_model`), else Haar, and says why.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 
 from .errors import ImageError, ModelFileError
 
-DETECTORS = ("haar", "yunet")
+DETECTORS = ("auto", "yunet", "haar")
 #: landmark order (YuNet's): the eye on the image's left first
 LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 
@@ -28,6 +29,8 @@ class Face:
     score: float
     #: float32 (5, 2) in LANDMARKS order; rows the detector does not know are NaN; None without landmarks
     landmarks: np.ndarray | None = None
+    #: True when no detector found the face in this frame: the visual tracker carried it (`fer_ros.carry`)
+    carried: bool = False
 
     @property
     def eyes(self) -> np.ndarray | None:
@@ -96,28 +99,86 @@ class HaarDetector:
     The score, n / (n + min_neighbors) for n overlapping raw detections, is informative only (>= 0.5
     for every face returned; min_neighbors is the threshold). Eyes are searched in the upper half of
     each face at full resolution and kept only as a plausible pair (one each side of the centre,
-    0.25-0.65 face widths apart, level within 30 degrees).
+    0.25-0.65 face widths apart, level within 30 degrees). An image smaller than `detection_size` is
+    enlarged to it, so faces down to about 24 / detection_size of its side are found.
+
+    `thorough` whole-frame scans also look for half-profile faces (the profile cascade on the image and
+    its mirror, with `min_neighbors` + 2) and for faces tilted by +-`TILT` degrees (the frontal cascade
+    on rotated copies; such a face gets eye positions from its tilt, to level its crop); overlapping
+    finds are merged by non-maximum suppression. About five times the work of a plain scan: what still
+    images can afford (`Pipeline.process_image`), and a stream can choose (`haar_thorough`).
     """
 
     name = "haar"
-    #: `detect_near` scales a known face to this size, in a neighbourhood `roi_context` of its size each side
-    roi_face_px = 30
-    roi_context = 0.3
+    #: `detect_near` scales each known face to about this size (px), in a neighbourhood `roi_context`
+    #: of its size on each side, and looks for faces 0.75-1.35 times as big: well above the cascade's
+    #: 24 px window, where a face at 30 px is often lost
+    roi_face_px = 96
+    roi_context = 0.4
+    #: degrees of in-plane tilt a thorough scan also looks for, each way
+    TILT = 25.0
 
     def __init__(self, detection_size: int = 320, scale_factor: float = 1.15, min_neighbors: int = 3,
-                 eyes: bool = True):
+                 eyes: bool = True, thorough: bool = False):
         self.face_cascade = _cascade("haarcascade_frontalface_default.xml")
         self.eye_cascade = _cascade("haarcascade_eye.xml") if eyes else None
+        self.profile_cascade = _cascade("haarcascade_profileface.xml")
         self.detection_size = detection_size
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
+        self.thorough = thorough
 
     def detect(self, image: np.ndarray) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
-        return self._scan(image, small, scale, np.zeros(2, np.float32), near=False)
+        if 0 < max(small.shape[:2]) < self.detection_size:  # enlarge a small image: faces under 24 px are lost
+            f = self.detection_size / max(small.shape[:2])
+            small = cv2.resize(small, (round(small.shape[1] * f), round(small.shape[0] * f)),
+                               interpolation=cv2.INTER_LINEAR)
+            scale = image.shape[1] / small.shape[1]
+        faces = self._scan(image, small, scale, np.zeros(2, np.float32), near=False)
+        if self.thorough:
+            grey = _grey(small)
+            faces += self._profiles(grey, scale) + self._tilted(grey, scale)
+            faces = _suppress(faces, 0.3)
+        return faces
+
+    def _profiles(self, grey: np.ndarray, scale: float) -> list[Face]:
+        """Half-profile faces turned either way (the cascade knows one way: the mirror gives the other)."""
+        faces, n_min = [], self.min_neighbors + 2
+        for mirrored in (False, True):
+            rects, counts = self.profile_cascade.detectMultiScale2(cv2.flip(grey, 1) if mirrored else grey,
+                                                                   self.scale_factor, n_min)
+            for rect, n in zip(rects, counts, strict=True):
+                box = np.asarray(rect, np.float32)
+                if mirrored:
+                    box[0] = grey.shape[1] - box[0] - box[2]
+                faces.append(Face(box * scale, float(n) / (float(n) + n_min)))
+        return faces
+
+    def _tilted(self, grey: np.ndarray, scale: float) -> list[Face]:
+        """Faces tilted by +-TILT degrees, found upright in rotated copies; eyes placed from the tilt."""
+        from .align import TEMPLATE
+
+        faces = []
+        centre = (grey.shape[1] / 2, grey.shape[0] / 2)
+        for angle in (-self.TILT, self.TILT):
+            m = cv2.getRotationMatrix2D(centre, angle, 1.0)
+            back = cv2.invertAffineTransform(m)
+            rotated = cv2.warpAffine(grey, m, (grey.shape[1], grey.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+            rects, counts = self.face_cascade.detectMultiScale2(rotated, self.scale_factor, self.min_neighbors)
+            for (x, y, w, h), n in zip(rects, counts, strict=True):
+                eyes = np.array([x, y]) + TEMPLATE[:2] * (w, h)
+                eyes = eyes @ back[:, :2].T + back[:, 2]
+                cx, cy = back @ (x + w / 2, y + h / 2, 1.0)
+                landmarks = np.full((5, 2), np.nan, np.float32)
+                landmarks[:2] = eyes * scale
+                box = np.array([cx - w / 2, cy - h / 2, w, h], np.float32) * scale
+                faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks))
+        return faces
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
-        """Faces found again near known boxes: each neighbourhood scanned alone for faces 0.8-1.35 times as big."""
+        """Faces found again near known boxes, each neighbourhood scanned alone at the face's own scale; at most
+        one face per box (new faces are the whole-frame scans' to find)."""
         _check_image(image)
         faces = []
         for x, y, w, h in np.asarray(boxes, np.float32).reshape(-1, 4):
@@ -131,13 +192,16 @@ class HaarDetector:
             f = self.roi_face_px / side
             size = (max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f)))
             small = cv2.resize(image[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-            faces += self._scan(image, small, (x1 - x0) / size[0], np.array([x0, y0], np.float32), near=True)
-        return _suppress(faces)
+            found = self._scan(image, small, (x1 - x0) / size[0], np.array([x0, y0], np.float32), near=True)
+            if found:  # one tracked face, one face: the find that overlaps it most (a neighbour's is not it)
+                faces.append(found[int(np.argmax(iou(np.array([f.box for f in found]), (x, y, w, h))[:, 0]))])
+        return _suppress(faces, 0.3)
 
     def _scan(self, image: np.ndarray, small: np.ndarray, scale: float, origin: np.ndarray,
               near: bool) -> list[Face]:
         """Faces in `small` (a part of `image` at `origin`, shrunk by 1/scale) in image pixels, with their eyes."""
-        sizes = {"minSize": (24, 24), "maxSize": (int(1.35 * self.roi_face_px),) * 2} if near else {}
+        sizes = {"minSize": (int(0.75 * self.roi_face_px),) * 2, "maxSize": (int(1.35 * self.roi_face_px),) * 2} \
+            if near else {}
         rects, counts = self.face_cascade.detectMultiScale2(_grey(small), self.scale_factor, self.min_neighbors,
                                                             **sizes)
         faces = []
@@ -180,18 +244,49 @@ class HaarDetector:
         return centres[list(best)] * scale + np.array([x0, y0], np.float32)
 
 
-def _cascade(filename: str) -> cv2.CascadeClassifier:
-    path = Path(cv2.data.haarcascades) / filename
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise ModelFileError(f"{path}: Haar cascade missing or unreadable (reinstall opencv-python)")
-    return cascade
+def _cascade(filename: str, extra_dirs=None) -> cv2.CascadeClassifier:
+    """OpenCV's Haar cascade `filename`, from wherever the installed OpenCV keeps them.
+
+    pip's opencv-python has them in cv2.data; the distributions' python3-opencv (Debian, Ubuntu: 4.5.4,
+    4.6.0) has no cv2.data, and its cascades come in the opencv-data package, in
+    /usr/share/opencv4/haarcascades. $FER_ROS_HAARCASCADES (a folder) comes first; `extra_dirs` (tests)
+    replaces the built-in list of folders.
+    """
+    import os
+    import sys
+
+    dirs = [os.environ.get("FER_ROS_HAARCASCADES", "")]
+    data = getattr(cv2, "data", None)
+    dirs.append(getattr(data, "haarcascades", ""))
+    if extra_dirs is None:
+        prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, os.environ.get("CONDA_PREFIX", ""),
+                                  "/usr", "/usr/local", "/opt/homebrew", "/opt/local"])
+        extra_dirs = [f"{p}/share/{d}/haarcascades" for p in prefixes if p for d in ("opencv4", "opencv")]
+    dirs += list(extra_dirs)
+    searched = [Path(d) for d in dict.fromkeys(dirs) if d]
+    for folder in searched:
+        path = folder / filename
+        if path.is_file():
+            try:
+                cascade = cv2.CascadeClassifier(str(path))
+            except (cv2.error, SystemError):  # a file OpenCV cannot parse
+                cascade = None
+            if cascade is None or cascade.empty():
+                raise ModelFileError(f"{path}: Haar cascade unreadable (reinstall the package that holds it: "
+                                     "opencv-data on Debian/Ubuntu, opencv-python with pip)")
+            return cascade
+    raise ModelFileError(
+        f"Haar cascade {filename} not found (OpenCV {cv2.__version__} at {getattr(cv2, '__file__', '?')}; "
+        f"searched: {', '.join(map(str, searched)) or 'nothing'}): install the package that holds the cascades: "
+        "opencv-data on Debian/Ubuntu (apt install opencv-data, for the distribution's python3-opencv), or "
+        "pip install opencv-python; or set FER_ROS_HAARCASCADES to a folder that has them")
 
 
 class YuNetDetector:
-    """OpenCV's YuNet CNN (cv2.FaceDetectorYN): boxes, 5 landmarks and a score per face.
+    """YuNet (OpenCV Zoo's CNN face detector) through ONNX Runtime (`fer_ros.yunet`), on any OpenCV:
+    boxes, 5 landmarks and a score per face.
 
-    `detect_near` scans the whole image: a YuNet run costs about as much (1.5-2 ms) for one
+    `detect_near` scans the whole image: a YuNet run costs about as much (1.5-3 ms) for one
     face's neighbourhood as for a 320-pixel frame.
     """
 
@@ -199,37 +294,23 @@ class YuNetDetector:
 
     def __init__(self, model_path: str | Path | None, detection_size: int = 320, score_threshold: float = 0.6,
                  nms_threshold: float = 0.3, top_k: int = 5000):
+        from .yunet import YuNet
+
         if not model_path:
-            raise ModelFileError("the yunet detector needs its model file (detector_model / --detector-model, "
-                                 "e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+            raise ModelFileError("the yunet detector needs its model file: run `fer-ros models fetch`, or give "
+                                 "detector_model / --detector-model (face_detection_yunet_2023mar.onnx)")
         path = Path(model_path)
         if not path.is_file():
-            raise ModelFileError(f"{path}: no such YuNet model file")
-        try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (32, 32), score_threshold, nms_threshold, top_k)
-            self.net.detect(np.zeros((32, 32, 3), np.uint8))  # a foreign ONNX graph fails only when run
-        except cv2.error as e:
-            raise ModelFileError(f"{path}: not a YuNet face detector model ({_cv_reason(e)})") from None
+            raise ModelFileError(f"{path}: no such YuNet model file (`fer-ros models fetch` downloads it)")
+        self.net = YuNet(path, score_threshold, nms_threshold, top_k)
         self.path = path
         self.detection_size = detection_size
-        self._input_size = (32, 32)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
-        size = (small.shape[1], small.shape[0])
-        if size != self._input_size:
-            self.net.setInputSize(size)
-            self._input_size = size
-        try:
-            _, rows = self.net.detect(small)
-        except cv2.error as e:
-            reason = _cv_reason(e)
-            raise ModelFileError(f"{self.path}: YuNet failed on a {size[0]}x{size[1]} image ({reason})") from None
-        if rows is None:
-            return []
-        rows = rows.astype(np.float32)
+        rows = self.net(small)
         rows[:, :14] *= scale
         return [Face(r[:4].copy(), float(r[14]), r[4:14].reshape(5, 2).copy()) for r in rows]
 
@@ -237,18 +318,23 @@ class YuNetDetector:
         return self.detect(image)
 
 
-def _cv_reason(error: cv2.error) -> str:
-    """The message of an OpenCV exception without its source location: "Failed to parse ONNX model"."""
-    text = " ".join(str(error).split())
-    if "error: (" in text:
-        text = text.split("error: (", 1)[1].split(") ", 1)[-1]
-    return text.split(" in function")[0]
-
-
 def make_detector(name: str = "haar", model_path: str | Path | None = None, **options) -> Detector:
-    """A detector by name: "haar" (built in) or "yunet" (needs `model_path`); options go to its constructor."""
-    if name == "haar":
-        return HaarDetector(**options)
-    if name == "yunet":
-        return YuNetDetector(model_path, **options)
-    raise ValueError(f"unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    """A detector by name: "yunet" (needs its model file), "haar" (built in) or "auto": YuNet when
+    `fer_ros.detector_model.find_yunet(model_path)` finds its file, else Haar. Options go to the
+    detector's constructor (those the chosen one does not take are dropped). The detector's `note`
+    says what was chosen and why."""
+    if name == "auto":
+        from .detector_model import find_yunet
+
+        found, why = find_yunet(model_path)
+        name, model_path = ("yunet", found) if found else ("haar", None)
+    elif name in ("haar", "yunet"):
+        why = f"{name}: as configured"
+    else:
+        raise ValueError(f"unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    cls = YuNetDetector if name == "yunet" else HaarDetector
+    accepted = cls.__init__.__code__.co_varnames[:cls.__init__.__code__.co_argcount]
+    options = {k: v for k, v in options.items() if k in accepted}
+    detector = cls(model_path, **options) if name == "yunet" else cls(**options)
+    detector.note = why
+    return detector

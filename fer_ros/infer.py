@@ -1,7 +1,9 @@
 """`fer-ros infer SOURCE`: run the face pipeline on an image, a folder of images, a video or a camera.
 
-Prints one JSON line per frame on stdout (progress goes to stderr); --save writes annotated output.
-Still images are independent: tracks are reset for each and a face is reported on first sight.
+Prints one JSON line per frame on stdout, then one {"summary": ...} line (progress, warnings and a one-line
+summary go to stderr); --save writes annotated output. Still images are independent: tracks are reset for each
+and a face is reported on first sight. Exit status 1 when images could not be read or a video ended before the
+frame count its container declares.
 """
 
 import json
@@ -13,9 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .cli import check_output, number
 from .config import add_arguments as config_arguments
 from .config import load_config, overrides_from
-from .encodings import IMAGE_SUFFIXES, decode_compressed
+from .encodings import IMAGE_SUFFIXES, read_image
 from .errors import ImageError
 from .video import Video
 
@@ -24,10 +27,10 @@ def add_arguments(p) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
     p.add_argument("--config", metavar="YAML", help="ROS 2 parameters file with pipeline parameters "
-                                                    "(e.g. config/fer.yaml); options below override it")
-    p.add_argument("--save", metavar="PATH", help="write annotated output: an image file for an image, a folder "
-                                                  "for a folder, an .mp4 for a video or camera")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames or images")
+                                                    "(default: fer_ros/config/fer.yaml); options below override it")
+    p.add_argument("--save", metavar="PATH", help="write annotated output: an image file (.jpg, .png, ...) for an "
+                                                  "image, a folder for a folder, an .mp4 for a video or camera")
+    p.add_argument("--max-frames", type=number(int, 1), metavar="N", help="stop after N frames or images")
     config_arguments(p)
 
 
@@ -37,28 +40,46 @@ def run(args) -> int:
 
     overrides = overrides_from(args)
     source = _open(args.source)
-    if source.still:
-        overrides["track_min_hits"] = 1
+    check_output(args.save, "--save", {"image": "image", "folder": "folder"}.get(source.kind, "video"),
+                 inputs=[*source.paths, source.target if source.kind != "camera" else None, args.config],
+                 because=f"the input is {'an' if source.kind == 'image' else 'a'} {source.kind}")
     pipeline = Pipeline(load_config(args.config, **overrides))
     writer = _Writer(args.save, source) if args.save else None
-    failed = 0
+    failed = processed = 0
     try:
         for name, index, stamp, image in source.frames(args.max_frames):
             if image is None:
                 failed += 1
                 continue
-            if source.still:
-                pipeline.reset()
-            result = pipeline.process(image, stamp)
+            if not processed:  # said once, when there is something to detect in
+                print(f"fer-ros infer: {pipeline.detector_note}", file=sys.stderr)
+            result = pipeline.process_image(image) if source.still else pipeline.process(image, stamp)
+            processed += 1
             print(json.dumps({"source": name, "frame": index, **result.to_dict()}), flush=True)
             if writer:
                 writer.write(name, annotate(image, result))
     finally:
         if writer:
             writer.close()
-    if failed:
-        print(f"fer-ros infer: {failed} image(s) could not be read (see above)", file=sys.stderr)
-    return 1 if failed else 0
+    return _summary(args.source, source, processed, failed)
+
+
+def _summary(name: str, source: "_Source", processed: int, failed: int) -> int:
+    """The summary, as the last JSON line and one line on stderr; the exit status (1: something was skipped)."""
+    video = source.video
+    summary = {"source": name, "kind": source.kind, "processed": processed, "failed": failed}
+    if video is not None:
+        summary.update(frames_read=video.read, frames_declared=video.total or None, truncated=video.truncated)
+    print(json.dumps({"summary": summary}), flush=True)
+    unit = "image(s)" if source.still else "frame(s)"
+    if not processed:
+        raise ImageError(f"{name}: nothing processed: " + (f"none of the {failed} images could be read (see above)"
+                                                           if failed else "no frame could be read"))
+    notes = [f"{failed} image(s) could not be read (see above)"] if failed else []
+    if video is not None and video.truncated:
+        notes.append(f"the video ended early, after {video.read} of the {video.total} frames it declares")
+    print(f"fer-ros infer: {processed} {unit} processed" + "".join(f"; {n}" for n in notes), file=sys.stderr)
+    return 1 if notes else 0
 
 
 class _Source:
@@ -98,11 +119,11 @@ class _Source:
             paths = self.paths[:limit] if limit is not None else self.paths
             for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2, file=sys.stderr):
                 try:
-                    image = decode_compressed(path.read_bytes())
-                except (OSError, ImageError) as e:
+                    image = read_image(path)
+                except ImageError as e:
                     if self.kind == "image":
-                        raise ImageError(f"{path}: {e}") from None
-                    tqdm.write(f"fer-ros infer: skipped {path}: {e}", file=sys.stderr)
+                        raise
+                    tqdm.write(f"fer-ros infer: skipped {e}", file=sys.stderr)
                     image = None
                 yield str(path), 0, 0.0, image
 

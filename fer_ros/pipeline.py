@@ -1,4 +1,10 @@
-"""The face pipeline: image -> faces -> crops -> one batched classification -> tracks -> smoothed labels.
+"""The face pipeline: image -> faces -> tracks -> crops -> one batched classification -> smoothed labels.
+
+While faces are tracked, the detector scans the whole frame every `detection_period_s` and in
+between looks only near them; after a frame in which a face was new, or was not found again near
+where it was, and while no face is tracked, it scans every frame whole. A face the detector loses
+is carried by the visual tracker (`fer_ros.carry`) for up to `track_carry_s` and reported with
+`carried` set.
 
 ROS-free and torch-free (with the onnxruntime backend); the ROS node, `fer-ros infer`, replay and
 the frame benchmark all run this class.
@@ -11,16 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .align import crop_faces
+from .carry import Carrier
 from .classes import UNKNOWN
-from .config import FIELDS, ConfigError, PipelineConfig, coerce, validate
+from .config import FACE_FIELDS, FIELDS, ConfigError, PipelineConfig, coerce, validate
+from .encodings import check_frame
 from .errors import ModelFileError
 from .faces import Detector, Face, make_detector
 from .inference import Backend, load_backend
 from .tracking import Tracker
-
-#: parameters that need a new detector when they change
-_DETECTOR_FIELDS = ("detector", "detector_model", "detection_size", "detection_score", "haar_scale_factor",
-                    "haar_min_neighbors", "haar_eyes", "align")
 
 
 @dataclass
@@ -35,9 +39,12 @@ class FaceResult:
     probs: np.ndarray
     raw_probs: np.ndarray
     landmarks: np.ndarray | None = None
+    #: no detector found the face in this frame: the visual tracker carried it from the last one
+    carried: bool = False
 
     def to_dict(self, classes: tuple[str, ...]) -> dict:
         return {"id": self.track_id, "box": [round(float(v), 1) for v in self.box], "score": round(self.score, 4),
+                "carried": self.carried,
                 "label": self.label, "confidence": round(float(self.confidence), 4),
                 "probabilities": {c: round(float(p), 4) for c, p in zip(classes, self.probs, strict=True)},
                 "raw_probabilities": {c: round(float(p), 4) for c, p in zip(classes, self.raw_probs, strict=True)}}
@@ -45,7 +52,8 @@ class FaceResult:
 
 @dataclass
 class FrameResult:
-    """A frame's confirmed faces, with stage timings in ms (detect, align, classify, track, total)."""
+    """A frame's confirmed faces, with stage timings in ms (detect, align, classify, track: with the visual
+    tracker and smoothing, total)."""
 
     stamp: float
     faces: list[FaceResult]
@@ -72,8 +80,9 @@ class Pipeline:
         if self.backend.in_channels != 1:
             raise ModelFileError(f"{self.backend.path}: the pipeline feeds grey crops, but the model expects "
                                  f"{self.backend.in_channels} input channels")
-        self.detector = self._make_detector(self.config)
+        self.detector = self.make_detector(self.config)
         self.tracker = Tracker()
+        self.carrier = Carrier()
         self._configure_tracker()
         self._last_scan: float | None = None  # stamp of the last whole-frame search
 
@@ -81,15 +90,18 @@ class Pipeline:
     def classes(self) -> tuple[str, ...]:
         return self.backend.classes
 
+    @property
+    def detector_note(self) -> str:
+        """Which detector runs and why (for `detector: auto`, what would give YuNet): one line for a log."""
+        return f"face detector {self.detector.note}"
+
     @staticmethod
-    def _make_detector(config: PipelineConfig) -> Detector:
-        options = {"detection_size": config.detection_size}
-        if config.detector == "haar":
-            options.update(scale_factor=config.haar_scale_factor, min_neighbors=config.haar_min_neighbors,
-                           eyes=config.haar_eyes and config.align)  # eyes only serve alignment
-        else:
-            options.update(score_threshold=config.detection_score)
-        return make_detector(config.detector, config.detector_model, **options)
+    def make_detector(config: PipelineConfig) -> Detector:
+        """The face detector `config` asks for."""
+        return make_detector(config.detector, config.detector_model, detection_size=config.detection_size,
+                             scale_factor=config.haar_scale_factor, min_neighbors=config.haar_min_neighbors,
+                             thorough=config.haar_thorough, eyes=config.haar_eyes and config.align,  # eyes: alignment
+                             score_threshold=config.detection_score)
 
     def _configure_tracker(self) -> None:
         c, t = self.config, self.tracker
@@ -106,8 +118,8 @@ class Pipeline:
             if not FIELDS[name].metadata["dynamic"] and value != getattr(self.config, name):
                 raise ConfigError(f"{name} cannot change while running: restart with the new value")
         config = dataclasses.replace(self.config, **changes)
-        if any(getattr(config, k) != getattr(self.config, k) for k in _DETECTOR_FIELDS):
-            self.detector = self._make_detector(config)
+        if any(getattr(config, k) != getattr(self.config, k) for k in FACE_FIELDS):  # a new detector
+            self.detector = self.make_detector(config)
             self._last_scan = None
         self.config = config
         self._configure_tracker()
@@ -115,36 +127,80 @@ class Pipeline:
     def reset(self) -> None:
         """Forget all tracks (a new stream, a jump in time); ids start from 1 again."""
         self.tracker.reset()
+        self.carrier.reset()
         self._last_scan = None
+
+    def process_image(self, image: np.ndarray) -> FrameResult:
+        """One still image, on its own: every face found is reported (a stream's `process` reports a face once
+        seen `track_min_hits` frames in a row), and Haar scans thoroughly. Forgets the stream's tracks."""
+        self.reset()
+        min_hits, self.tracker.min_hits = self.tracker.min_hits, 1
+        thorough = getattr(self.detector, "thorough", None)
+        if thorough is not None:
+            self.detector.thorough = True
+        try:
+            return self.process(image, 0.0)
+        finally:
+            self.tracker.min_hits = min_hits
+            if thorough is not None:
+                self.detector.thorough = thorough
+            self.reset()
 
     def process(self, image: np.ndarray, stamp: float) -> FrameResult:
         """Run one BGR (H, W, 3) or grey (H, W) uint8 frame taken at `stamp` seconds."""
+        check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
         c = self.config
         t0 = time.perf_counter()
         last = self._last_scan
-        full = last is None or not 0.0 < stamp - last < c.detection_period_s
+        # while faces are tracked, the whole frame is searched every detection_period_s, and also after any
+        # frame in which a face was new (to confirm it) or not found again near where it was (to find it
+        # wherever it went); while none is, every frame
+        tracks = self.tracker.tracks
+        full = last is None or not 0.0 < stamp - last < c.detection_period_s or not tracks or \
+            any(not t.confirmed or t.missed > 0 or t.face is None or t.face.carried for t in tracks)
         if full:
             faces = self.detector.detect(image)
             self._last_scan = stamp
         else:
             faces = self.detector.detect_near(image, [t.box for t in self.tracker.tracks])
         big = [f for f in faces if min(f.box[2], f.box[3]) >= c.min_face_size]
+        n_small = len(faces) - len(big)
         t1 = time.perf_counter()
+        tracks = self.tracker.update([f.box for f in big], stamp)
+        self.carrier.next_frame(image)
+        for face, track in zip(big, tracks, strict=True):
+            track.face, track.appearance = face, self.carrier.patch(face.box)
+        if c.track_carry_s > 0:
+            for track in self._to_carry(stamp):
+                moved = self.carrier.move(track.box, track.appearance)
+                if moved is None:
+                    track.lost = True
+                else:
+                    big.append(self.tracker.carry(track, moved[0]))
+                    tracks.append(track)
+        t2 = time.perf_counter()
         crops = crop_faces(image, big if c.align else [Face(f.box, f.score) for f in big], self.backend.input_size,
                            c.margin)
-        t2 = time.perf_counter()
-        raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
         t3 = time.perf_counter()
+        raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
+        t4 = time.perf_counter()
         results = []
-        for face, track, p in zip(big, self.tracker.update([f.box for f in big]), raw, strict=True):
+        for face, track, p in zip(big, tracks, raw, strict=True):
             probs = track.smooth(p, stamp, c.smoothing_tau_s)
             if not track.confirmed:
                 continue
             best = int(np.argmax(probs))
             label = self.classes[best] if probs[best] >= c.confidence_threshold else UNKNOWN
             results.append(FaceResult(track.id, face.box, face.score, label, float(probs[best]), probs.copy(), p,
-                                      face.landmarks))
-        t4 = time.perf_counter()
-        ms = {"detect": t1 - t0, "align": t2 - t1, "classify": t3 - t2, "track": t4 - t3, "total": t4 - t0}
-        return FrameResult(stamp, results, self.classes, {k: v * 1e3 for k, v in ms.items()}, len(faces) - len(big),
-                           full)
+                                      face.landmarks, face.carried))
+        t5 = time.perf_counter()
+        ms = {"detect": t1 - t0, "align": t3 - t2, "classify": t4 - t3, "track": t2 - t1 + t5 - t4, "total": t5 - t0}
+        return FrameResult(stamp, results, self.classes, {k: v * 1e3 for k, v in ms.items()},
+                           n_small, full)
+
+    def _to_carry(self, stamp: float) -> list:
+        """Confirmed tracks not detected in this frame that the visual tracker may carry: detected within
+        `track_carry_s` (stamp seconds) and not lost since."""
+        return [t for t in self.tracker.tracks
+                if t.confirmed and t.missed > 0 and not t.lost and t.appearance is not None and t.seen is not None
+                and 0.0 <= stamp - t.seen <= self.config.track_carry_s]

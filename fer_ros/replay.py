@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import ExitStack
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from . import bagio, messages
 from .annotate import annotate
+from .cli import check_output, number
 from .config import PipelineConfig, overrides_from, read_parameters
 from .config import add_arguments as config_arguments
 from .errors import BagError, DataError, ImageError
@@ -148,8 +150,10 @@ class Tally:
         if len(self.errors) < MAX_LISTED_ERRORS:
             self.errors.append({"topic": msg.topic, "index": msg.index, "stamp_s": msg.timestamp / 1e9,
                                 "error": str(err)})
-        if self.counts["errors"] <= 10:
-            tqdm.write(f"skipped {msg.topic} #{msg.index} at t={msg.timestamp / 1e9:.3f} s: {err}")
+        if self.counts["errors"] <= 10:  # on stderr: stdout has the report
+            tqdm.write(f"skipped {msg.topic} #{msg.index} at t={msg.timestamp / 1e9:.3f} s: {err}"
+                       + ("; further ones are only counted (see the report)" if self.counts["errors"] == 10 else ""),
+                       file=sys.stderr)
 
     def frame(self, msg: bagio.BagMessage, stamp_s: float, since_start: float, result: FrameResult,
               io_ms: dict[str, float]) -> None:
@@ -246,7 +250,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
                     break
                 except BagError as err:
                     stopped = str(err)
-                    tqdm.write(f"error: {err}; reporting what was read before")
+                    tqdm.write(f"error: {err}; reporting what was read before", file=sys.stderr)
                     break
                 t1 = time.perf_counter()
                 tally.counts["read"] += 1
@@ -271,7 +275,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
                             {"read": 1e3 * (t1 - t0), "decode": 1e3 * (t2 - t1), "write": 1e3 * (t4 - t3)})
         except KeyboardInterrupt:
             stopped = "interrupted (Ctrl-C)"
-            tqdm.write("interrupted: reporting what was processed so far")
+            tqdm.write("interrupted: reporting what was processed so far", file=sys.stderr)
         wall = time.perf_counter() - t_begin
         if tally.counts["stale_stamps"]:
             reader.notes.append(f"{tally.counts['stale_stamps']} images have a header.stamp not after the previous "
@@ -353,7 +357,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 directory (sqlite3 or MCAP, Humble or Jazzy), or its .db3/.mcap file")
     p.add_argument("--topic", help="image topic (default: the bag's only Image/CompressedImage topic)")
     p.add_argument("--config", metavar="YAML",
-                   help="node parameters file (config/fer.yaml layout); the options below override it")
+                   help="node parameters file (fer_ros/config/fer.yaml layout); the options below override it")
     p.add_argument("--out", metavar="DIR", help="write the node's output topics to this new bag")
     p.add_argument("--out-storage", choices=bagio.STORAGES, help="storage of --out (default: the input's)")
     p.add_argument("--out-distro", choices=bagio.DISTROS, help="layout of --out (default: the input's)")
@@ -366,12 +370,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", metavar="MP4", help="write an annotated MP4 here")
     p.add_argument("--report", metavar="DIR", help="folder for report.json, timeline.png and confusion PNGs "
                                     "(default: <bag name>_replay)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after this many image messages")
+    p.add_argument("--max-frames", type=number(int, 1), metavar="N", help="stop after this many image messages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     config_arguments(p)
 
 
 def run(args) -> int:
+    """Exit status 0 when every image message was processed, 1 when some were skipped or the bag ended early
+    (both said in the report), and BagError (2) when none could be processed."""
+    inputs = [args.bag, args.labels, args.config]
+    report_dir = args.report or f"{Path(args.bag).resolve().name}_replay"
+    check_output(args.out, "--out", "bag", inputs)
+    check_output(args.video, "--video", "video", inputs)
+    check_output(report_dir, "--report", "folder", inputs)
     values = {**(read_parameters(args.config) if args.config else {}), **overrides_from(args)}
     if args.rep155 is not None:
         values["rep155"] = args.rep155
@@ -379,6 +390,12 @@ def run(args) -> int:
     result = replay(args.bag, config, node, topic=args.topic, out=args.out, out_storage=args.out_storage,
                     out_distro=args.out_distro, namespace=args.namespace, labels=args.labels, video=args.video,
                     max_frames=args.max_frames, progress=not args.no_progress)
-    write_report(result, args.report or f"{Path(args.bag).resolve().name}_replay")
+    write_report(result, report_dir)
     print_report(result.report)
-    return 1 if result.report["stopped"] and not result.report["frames"]["processed"] else 0
+    report, frames = result.report, result.report["frames"]
+    if not frames["processed"]:
+        why = (report["errors"][0]["error"] if report["errors"] else report["stopped"]
+               or "the topic has no messages")
+        raise BagError(f"{args.bag}: nothing processed: none of the {frames['read']} messages on {report['topic']} "
+                       f"gave a frame (first: {why}); see {Path(report_dir) / 'report.json'}")
+    return 1 if frames["errors"] or report["stopped"] else 0

@@ -13,7 +13,8 @@ def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], class
                   path: str | Path, max_tracks: int = 8, title: str = "") -> None:
     """One panel per track (the `max_tracks` seen longest), a line per class: probability vs seconds from start.
 
-    tracks: track id -> (times in seconds from the bag start, smoothed probability vectors).
+    tracks: track id -> (times in seconds from the bag start, smoothed probability vectors). Frames on
+    which a track reported no face are gaps in its lines (`with_gaps`), not lines drawn across them.
     """
     plt = pyplot()
     shown = sorted(sorted(tracks, key=lambda k: -len(tracks[k][0]))[:max_tracks])
@@ -21,8 +22,7 @@ def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], class
                              squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, track in zip(axes[:len(shown), 0], shown, strict=True):
-        times, probs = tracks[track]
-        probs = np.asarray(probs)
+        times, probs = with_gaps(*tracks[track])
         for i, name in enumerate(classes):
             ax.plot(times, probs[:, i], ".-" if len(times) < 30 else "-", color=colors(i % 10), label=name,
                     linewidth=1.2, markersize=3)
@@ -42,3 +42,15 @@ def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], class
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def with_gaps(times, probs) -> tuple[np.ndarray, np.ndarray]:
+    """(times, probs) with a NaN row wherever the time to the next sample is over 1.5 times the track's
+    usual (median) step: a frame without the face, which matplotlib leaves as a gap."""
+    times, probs = np.asarray(times, np.float64), np.asarray(probs, np.float64).reshape(len(times), -1)
+    if len(times) < 3:
+        return times, probs
+    steps = np.diff(times)
+    gaps = np.flatnonzero(steps > 1.5 * np.median(steps))
+    return (np.insert(times, gaps + 1, times[gaps] + steps[gaps] / 2),
+            np.insert(probs, gaps + 1, np.nan, axis=0))

@@ -4,16 +4,16 @@ Association is greedy: detection/track pairs by falling box overlap (IoU), then,
 left, by rising centre distance (in face sizes, for fast motion). A new track is tentative
 until it has been seen `min_hits` frames in a row (a tentative track that misses a frame is
 dropped); then it gets the next public id. A confirmed track survives `max_missed` frames
-without a detection. Probabilities are averaged with an exponential moving average whose
-weight comes from the message stamps, alpha = 1 - exp(-dt / tau), so the smoothing is the same
-at any frame rate.
+without a detection; frames in which the visual tracker carried it (`carry`) do not count.
+Probabilities are averaged with an exponential moving average whose weight comes from the
+message stamps, alpha = 1 - exp(-dt / tau), so the smoothing is the same at any frame rate.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .faces import iou
+from .faces import Face, iou
 
 
 def ema_alpha(dt: float, tau: float) -> float:
@@ -33,6 +33,13 @@ class Track:
     missed: int = 0
     probs: np.ndarray | None = field(default=None, repr=False)
     stamp: float | None = None
+    #: the face as last reported (detected or carried), the stamp it was last detected at, and how it
+    #: looked then (`fer_ros.carry`)
+    face: Face | None = field(default=None, repr=False)
+    seen: float | None = None
+    appearance: np.ndarray | None = field(default=None, repr=False)
+    #: the visual tracker failed since the last detection: report nothing until it is detected again
+    lost: bool = False
 
     @property
     def confirmed(self) -> bool:
@@ -67,7 +74,7 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 1
 
-    def update(self, boxes: np.ndarray) -> list[Track]:
+    def update(self, boxes: np.ndarray, stamp: float | None = None) -> list[Track]:
         """Advance one frame with its (N, 4) x, y, w, h detections; the track of each detection, in order."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         pairs = self._associate(boxes)
@@ -90,10 +97,22 @@ class Tracker:
                 matched[d] = Track(box.copy())
                 kept.append(matched[d])
         for track in matched:
+            track.seen, track.lost = stamp, False
             if not track.confirmed and track.hits >= self.min_hits:
                 track.id, self.next_id = self.next_id, self.next_id + 1
         self.tracks = kept
         return matched
+
+    def carry(self, track: Track, box: np.ndarray) -> Face:
+        """Move an undetected track to where the visual tracker found it; the face it carries there
+        (landmarks moved with the box, `carried` set)."""
+        box, old, face = np.asarray(box, np.float32), track.box, track.face
+        scale = float(box[2]) / max(float(old[2]), 1e-6)
+        marks = None if face.landmarks is None else \
+            ((face.landmarks - (old[:2] + old[2:] / 2)) * scale + box[:2] + box[2:] / 2).astype(np.float32)
+        track.box, track.missed = box, 0
+        track.face = replace(face, box=track.box.copy(), landmarks=marks, carried=True)
+        return track.face
 
     def _associate(self, boxes: np.ndarray) -> list[tuple[int, int]]:
         """(track index, detection index) pairs: greedy by IoU, then by centre distance."""

@@ -86,7 +86,7 @@ def test_camera_info_uncalibrated_and_from_calibration_file(tmp_path):
                    "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.1, 0, 0, 0, 0]}}
     (tmp_path / "cal.yaml").write_text(yaml.safe_dump(calibration))
     assert main(["bag", "from-images", str(_image_folder(tmp_path)), str(tmp_path / "b"), "--camera-info",
-                 str(tmp_path / "cal.yaml"), "--start-time", "10"]) == 0
+                 str(tmp_path / "cal.yaml"), "--start-time", "10"]) == 1  # _image_folder's 002.png is skipped
     for name, k in (("a", [0.0] * 9), ("b", [50, 0, 32, 0, 50, 24, 0, 0, 1])):
         with bagio.BagReader(tmp_path / name) as bag:
             assert bag.topics["/camera/camera_info"].msgtype == bagio.CAMERA_INFO
@@ -109,8 +109,10 @@ def _image_folder(tmp_path):
 
 def test_from_images_cli_stamps_by_fps_and_skips_unreadable_files(tmp_path, capsys):
     assert main(["bag", "from-images", str(_image_folder(tmp_path)), str(tmp_path / "bag"), "--fps", "4",
-                 "--start-time", "100", "--distro", "jazzy", "--frame-id", "head_camera"]) == 0
-    assert "002.png: not a readable image, skipped" in capsys.readouterr().out
+                 "--start-time", "100", "--distro", "jazzy", "--frame-id", "head_camera"]) == 1  # 1: one skipped
+    out, err = capsys.readouterr()
+    assert "002.png: compressed image of 9 bytes could not be decoded" in err and "not a readable image, skipped" in err
+    assert "wrote 2 frames; 1 unreadable image(s) skipped" in out
     _, topic, got = read_images(tmp_path / "bag")
     assert [ts for ts, _, _ in got] == [100_000_000_000, 100_250_000_000]
     assert got[0][2].frame_id == "head_camera" and topic.count == 2

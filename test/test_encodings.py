@@ -26,14 +26,27 @@ def encode(bgr: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray]:
         return grey, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     if encoding == "mono16":
         return grey.astype("<u2") * 257, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
+        uyvy = encoding in ("yuv422", "uyvy")
+        buf = pack_422(bgr, uyvy)
+        return buf, cv2.cvtColor(buf, cv2.COLOR_YUV2BGR_UYVY if uyvy else cv2.COLOR_YUV2BGR_YUYV)
     to, back = {"rgb8": (cv2.COLOR_BGR2RGB, cv2.COLOR_RGB2BGR), "bgra8": (cv2.COLOR_BGR2BGRA, cv2.COLOR_BGRA2BGR),
-                "rgba8": (cv2.COLOR_BGR2RGBA, cv2.COLOR_RGBA2BGR),
-                "yuv422": (cv2.COLOR_BGR2YUV_UYVY, cv2.COLOR_YUV2BGR_UYVY),
-                "uyvy": (cv2.COLOR_BGR2YUV_UYVY, cv2.COLOR_YUV2BGR_UYVY),
-                "yuv422_yuy2": (cv2.COLOR_BGR2YUV_YUYV, cv2.COLOR_YUV2BGR_YUYV),
-                "yuyv": (cv2.COLOR_BGR2YUV_YUYV, cv2.COLOR_YUV2BGR_YUYV)}[encoding]
+                "rgba8": (cv2.COLOR_BGR2RGBA, cv2.COLOR_RGBA2BGR)}[encoding]
     buf = cv2.cvtColor(bgr, to)
     return buf, cv2.cvtColor(buf, back)
+
+
+def pack_422(bgr: np.ndarray, uyvy: bool) -> np.ndarray:
+    """A 4:2:2 camera buffer (H, W, 2) of a BGR image: BT.601 studio-range Y, U, V, chroma averaged over
+    pixel pairs, bytes U Y V Y (uyvy) or Y U Y V. Made with numpy: OpenCV before 4.7 cannot encode 4:2:2."""
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    u, v = (c.reshape(c.shape[0], -1, 2).mean(2) for c in (u, v))
+    y = y.reshape(y.shape[0], -1, 2)
+    quads = [u, y[..., 0], v, y[..., 1]] if uyvy else [y[..., 0], u, y[..., 1], v]
+    return np.clip(np.rint(np.stack(quads, -1)), 0, 255).astype(np.uint8).reshape(bgr.shape[0], bgr.shape[1], 2)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

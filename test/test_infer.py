@@ -13,7 +13,9 @@ from fer_ros.cli import main
 def infer(capsys, *args) -> tuple[int, list[dict], str]:
     code = main(["infer", *map(str, args)])
     out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines()], err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert not lines or "summary" in lines[-1], "the last line is the summary"
+    return code, [line for line in lines if "summary" not in line], err
 
 
 def test_image_with_save(capsys, tmp_path, onnx_model):

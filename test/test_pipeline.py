@@ -168,14 +168,15 @@ def test_every_field_describes_itself():
 
 
 def test_shipped_parameters_file_loads():
-    path = need(ROOT / "config" / "fer.yaml")
+    path = need(ROOT / "fer_ros" / "config" / "fer.yaml")
     assert load_config(path) == PipelineConfig(), "config/fer.yaml and the PipelineConfig defaults disagree"
 
 
 def test_parameters_file_layouts(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("/**:\n  ros__parameters:\n    detector: yunet\n    margin: 0\n    image_topic: cam\n"
-                 "/robot/fer_node:\n  ros__parameters:\n    track:\n      unused: 1\n    track_min_hits: 4\n"
+                 "/robot/fer_node:\n  ros__parameters:\n    qos_overrides:\n      /image:\n        subscription:\n"
+                 "          depth: 1\n    track_min_hits: 4\n"
                  "camera_node:\n  ros__parameters:\n    device: cuda\n")
     c = load_config(p, detector_model="m.onnx")
     assert (c.detector, c.margin, c.track_min_hits, c.device, c.detector_model) == ("yunet", 0.0, 4, "cpu", "m.onnx")
@@ -199,7 +200,7 @@ def test_bad_parameters_files(tmp_path, text, message):
 
 
 def test_bad_overrides_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match="detector must be one of haar, yunet"):
+    with pytest.raises(ConfigError, match="detector must be one of auto, yunet, haar"):
         load_config(detector="dlib")
     with pytest.raises(ConfigError, match="unknown parameter 'colour'"):
         load_config(colour=1)

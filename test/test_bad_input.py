@@ -1,0 +1,621 @@
+"""Bad input through the `fer-ros` entry points, by class: every case is a real file made broken here (cut,
+flipped, mislabelled, of the wrong type) from a good one, and each must end with the documented exit status and
+one line that says what, where, why and what to do.
+
+Exit status: 0 all done, 1 done with skipped items, 2 nothing done (bad input, missing dependency, error).
+"""
+
+import dataclasses
+import gzip
+import io
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FACES, FER2013, ROOT, VIDEOS, need, need_module, write_fer_csv
+
+from fer_ros import cli
+from fer_ros.cli import main
+from fer_ros.config import DEFAULTS_FILE, PipelineConfig, load_config
+from fer_ros.encodings import MAX_SIDE, decode_compressed, image_to_bgr
+from fer_ros.errors import DataError, ImageError
+
+PT_MODEL = ROOT / "fer_ros" / "weights" / "fer2013_arch1.pt"
+PHOTO = FACES / "single_face.jpg"
+CLIP = VIDEOS / "pyfeat_single_face.mp4"  # 72 frames, 640x360
+
+
+def cli_run(capsys, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `fer-ros ARGS` run in this process (argparse errors included)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str, command: str, *words: str, alone: bool = True) -> str:
+    """The error line of stderr: one line `fer-ros COMMAND: error: ...` holding `words`; `alone`: and nothing
+    else on stderr (the error came before any work)."""
+    lines = err.strip().splitlines()
+    line = lines[-1] if lines else ""
+    assert line.startswith(f"fer-ros {command}: error: "), err
+    if alone:
+        assert len(lines) == 1, err
+    for word in words:
+        assert word in line, line
+    return line
+
+
+# ---- real good files, for the tests to break --------------------------------------------------------------------
+
+@pytest.fixture
+def good_csv(tmp_path) -> Path:
+    """The first 60 rows of the real FER2013 CSV (synthetic rows in FER2013's format when ../shared is absent)."""
+    path = tmp_path / "good.csv"
+    if FER2013.is_file():
+        with gzip.open(FER2013, "rt") as f:
+            path.write_text("".join(f.readline() for _ in range(61)))
+    else:
+        write_fer_csv(path, [i % 7 for i in range(60)], ["PublicTest"] * 60)
+    return path
+
+
+def with_lines(params: str, *lines: str) -> str:
+    """A parameters file's text with `lines` added at the top of its (first) ros__parameters section."""
+    assert "  ros__parameters:\n" in params
+    return params.replace("  ros__parameters:\n", "  ros__parameters:\n" + "".join(f"{x}\n" for x in lines), 1)
+
+
+def cut(data: bytes, share: float = 0.5) -> bytes:
+    return data[:int(len(data) * share)]
+
+
+def faststart(data: bytes) -> bytes:
+    """An MP4 with its moov atom moved before the media data (a streamable file), chunk offsets shifted to match:
+    cut, it still opens and declares its whole frame count."""
+    atoms, i = [], 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i:i + 4], "big") or len(data) - i
+        atoms.append((data[i + 4:i + 8], i, i + size))
+        i += size
+    (_, start, end), = [a for a in atoms if a[0] == b"moov"]
+    moov = bytearray(data[start:end])
+
+    def shift(a, b):
+        j = a
+        while j + 8 <= b:
+            size, kind = int.from_bytes(moov[j:j + 4], "big"), bytes(moov[j + 4:j + 8])
+            if kind in (b"trak", b"mdia", b"minf", b"stbl"):
+                shift(j + 8, j + size)
+            elif kind in (b"stco", b"co64"):
+                width = 4 if kind == b"stco" else 8
+                for k in range(int.from_bytes(moov[j + 12:j + 16], "big")):
+                    o = j + 16 + k * width
+                    moov[o:o + width] = (int.from_bytes(moov[o:o + width], "big") + len(moov)).to_bytes(width, "big")
+            j += size
+    shift(8, len(moov))
+    return b"".join([*(data[s:e] for k, s, e in atoms if k == b"ftyp"), bytes(moov),
+                     *(data[s:e] for k, s, e in atoms if k not in (b"ftyp", b"moov"))])
+
+
+def mjpg_avi(path: Path) -> Path:
+    """The real clip re-encoded as MJPG in an AVI (its index at the end, its frame count in the header)."""
+    cap = cv2.VideoCapture(str(need(CLIP)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """The real photo as a PNG whose header (CRC fixed) claims `width` x `height`: a small file that would
+    decode to a huge image."""
+    png = bytearray(cv2.imencode(".png", cv2.imread(str(need(PHOTO))))[1].tobytes())
+    png[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(png))
+    return path
+
+
+# ---- one helper turns whatever stopped a command into one line ----------------------------------------------------
+
+def test_error_line_for_each_kind_of_exception():
+    cases = [(DataError("x.csv: row 2: bad pixels"), "x.csv: row 2: bad pixels"),
+             (FileNotFoundError(2, "No such file or directory", "out/x.png"), "out/x.png: No such file or directory"),
+             (ModuleNotFoundError("No module named 'torch'", name="torch"), "pip install 'fer_ros[train]'"),
+             (ModuleNotFoundError("No module named 'rosbags'", name="rosbags"), "pip install 'fer_ros[bag]'"),
+             (ValueError("bad\nthing"), "unexpected ValueError: bad thing")]
+    for err, words in cases:
+        line, code = cli.error_line("evaluate", err)
+        assert code == cli.EXIT_FAILED and line.startswith("fer-ros evaluate: error: ") and words in line, line
+        assert "\n" not in line
+    assert cli.error_line("infer", KeyboardInterrupt()) == ("fer-ros infer: interrupted", 130)
+
+
+def test_a_new_command_gets_the_one_line_error_for_free(capsys, monkeypatch):
+    module = type(sys)("fer_ros_test_command")
+    module.add_arguments = lambda p: p.add_argument("path")
+
+    def run(args):
+        raise DataError(f"{args.path}: row 3: not a row\n(detail on a second line)")
+    module.run = run
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(cli.COMMANDS, "frobnicate", (module.__name__, "a command added later"))
+    code, out, err = cli_run(capsys, "frobnicate", "x.csv")
+    assert code == 2 and out == ""
+    assert error_line(err, "frobnicate") == ("fer-ros frobnicate: error: x.csv: row 3: not a row "
+                                             "(detail on a second line)")
+    code, _, err = cli_run(capsys, "frobnicate")  # an argparse error: one line too, usage is one --help away
+    assert code == 2 and "the following arguments are required: path" in error_line(err, "frobnicate")
+
+
+def test_readme_documents_the_exit_status():
+    text = (ROOT / "README.md").read_text()
+    assert "Exit status: **0** all done; **1** done, but some items were skipped" in text
+    assert "**2** nothing done" in text
+
+
+# ---- compressed or encoded input that is not what its name says ----------------------------------------------------
+
+@pytest.mark.parametrize("make, words", [
+    (lambda good, tmp: (tmp / "plain.csv.gz", good.read_bytes()), "named .gz but not gzip-compressed"),
+    (lambda good, tmp: (tmp / "cut.csv.gz", cut(gzip.compress(good.read_bytes()))), "the gzip data is cut short"),
+    (lambda good, tmp: (tmp / "flipped.csv.gz", (lambda z: z[:len(z) // 2] + bytes(b ^ 0xFF for b in z[len(z) // 2:
+                        len(z) // 2 + 64]) + z[len(z) // 2 + 64:])(gzip.compress(good.read_bytes()))),
+     "the gzip data is damaged"),
+    (lambda good, tmp: (tmp / "packed.csv", gzip.compress(good.read_bytes())), "gzip-compressed but not named .gz"),
+    (lambda good, tmp: (tmp / "model.csv", (ROOT / "fer_ros" / "weights" / "fer2013_arch1.onnx").read_bytes()),
+     "not a text CSV"),
+])
+def test_csv_that_is_not_what_its_name_says(capsys, tmp_path, onnx_model, good_csv, make, words):
+    path, data = make(good_csv, tmp_path)
+    path.write_bytes(data)
+    code, out, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", path)
+    assert code == 2 and out == ""
+    error_line(err, "evaluate", str(path), words)
+
+
+@pytest.mark.parametrize("row", [0, 37])
+def test_a_non_numeric_pixel_is_a_bad_row_like_any_other(capsys, tmp_path, onnx_model, good_csv, row):
+    lines = good_csv.read_text().splitlines()
+    label, pixels, usage = lines[row + 1].split(",")
+    values = pixels.split()
+    values[100] = "12x"
+    lines[row + 1] = ",".join([label, " ".join(values), usage])
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    code, out, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", bad)
+    assert code == 2
+    error_line(err, "evaluate", f"row {row + 2}: bad pixels", "--skip-bad")
+    code, out, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", bad, "--skip-bad", "--json")
+    assert code == 1, err  # done, one row skipped
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["skipped"] == {"bad pixels": 1} and report["n"] == 59
+
+
+def test_binary_or_broken_yaml_configs_are_one_line(capsys, tmp_path):
+    photo = need(PHOTO)
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes((ROOT / "fer_ros" / "weights" / "fer2013_arch1.onnx").read_bytes())
+    code, _, err = cli_run(capsys, "infer", photo, "--config", binary)
+    assert code == 2
+    error_line(err, "infer", str(binary), "not text", "binary")
+    broken = tmp_path / "fer.yaml"  # the shipped parameters with one key pushed out of line
+    broken.write_text(with_lines(DEFAULTS_FILE.read_text(), "    detector: haar", "  oops: [1"))
+    code, _, err = cli_run(capsys, "infer", photo, "--config", broken)
+    assert code == 2
+    error_line(err, "infer", str(broken), "not valid YAML: line", "column")
+
+
+# ---- training options: --set and options checked exactly like config keys, before any work ----------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--set", "lrr=0.1"], "override lrr=0.1: unknown config keys ['lrr'] (did you mean 'lr'?)"),
+    (["--set", "dropout=1.5"], "dropout must be within 0.0..0.95, not 1.5"),
+    (["--set", "epochs=-3"], "epochs must be within 1..100000, not -3"),
+    (["--set", "batch_size=0"], "batch_size must be within 1..65536, not 0"),
+    (["--set", "photometric=2"], "photometric must be within 0.0..1.0"),
+    (["--set", "lr=.nan"], "lr must be within"),
+    (["--set", "lr=abc"], "lr must be float, not 'abc'"),
+    (["--set", "epochs=2.5"], "epochs must be int"),
+    (["--set", "optimizer=sgdd"], "optimizer must be one of sgd, adam, adamw"),
+    (["--set", "="], "--set =: write KEY=VALUE"),
+    (["--set", "lr="], "--set lr=: no value"),
+    (["--set", "lr"], "--set lr: write KEY=VALUE"),
+    (["--set", "lr=[1"], "--set lr=[1: the value is not YAML"),
+    (["--epochs", "-3"], "override epochs=-3: epochs must be within 1..100000"),
+    (["--max-rows", "-1"], "max_rows must be within"),
+])
+def test_bad_training_options_stop_before_any_work(capsys, tmp_path, args, words):
+    need_module("torch", "fer-ros train imports it")
+    config = tmp_path / "c.yaml"
+    config.write_text("data: /nonexistent/fer2013.csv.gz\nepochs: 1\n")  # the options fail first, not the data
+    code, out, err = cli_run(capsys, "train", "--config", config, "--out", tmp_path / "run", *args)
+    assert code == 2 and out == "" and not (tmp_path / "run").exists()
+    error_line(err, "train", words)
+
+
+def test_config_file_keys_and_ranges(capsys, tmp_path):
+    need_module("torch", "fer-ros train imports it")
+    from fer_ros.train import TrainConfig
+
+    real = ROOT / "training" / "configs" / "paper.yaml"
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(real.read_text().replace("dropout:", "dropuot:"))
+    code, _, err = cli_run(capsys, "train", "--config", typo)
+    assert code == 2
+    error_line(err, "train", str(typo), "unknown config keys ['dropuot'] (did you mean 'dropout'?)")
+    not_yaml = tmp_path / "notes.yaml"
+    not_yaml.write_text((ROOT / "README.md").read_text())
+    code, _, err = cli_run(capsys, "train", "--config", not_yaml)
+    assert code == 2
+    error_line(err, "train", str(not_yaml), "line", "column")
+
+    @dataclasses.dataclass
+    class WithNewField(TrainConfig):  # a field added later declares its range in its metadata
+        sharpen: float = dataclasses.field(default=0.0, metadata={"range": (0.0, 1.0)})
+
+    with pytest.raises(DataError, match=r"override sharpen=1.5: sharpen must be within 0.0..1.0"):
+        WithNewField.from_yaml(real, sharpen=1.5)
+    assert WithNewField.from_yaml(real, sharpen=0.5).sharpen == 0.5
+
+
+def test_training_paths_are_checked_before_loading(capsys, tmp_path, good_csv):
+    need_module("torch", "fer-ros train imports it")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {good_csv}\nepochs: 1\ninit_from: {tmp_path / 'absent.pt'}\n")
+    code, _, err = cli_run(capsys, "train", "--config", config, "--out", tmp_path / "run")
+    assert code == 2
+    error_line(err, "train", "init_from", "absent.pt: no such file")
+    config.write_text(f"data: {good_csv}\nepochs: 1\n")
+    code, _, err = cli_run(capsys, "train", "--config", config, "--out", tmp_path / "run", "--resume")
+    assert code == 2
+    error_line(err, "train", "--resume", "last.pt does not exist")
+    (tmp_path / "file").write_text("")
+    code, _, err = cli_run(capsys, "train", "--config", config, "--out", tmp_path / "file")
+    assert code == 2
+    error_line(err, "train", "--out", "is a file")
+
+
+# ---- output paths: checked before any work ----------------------------------------------------------------------
+
+def test_output_paths_of_infer(capsys, tmp_path, onnx_model):
+    photo, clip = need(PHOTO), need(CLIP)
+    cases = [([photo, "--save", tmp_path / "out.txt"], "suffix '.txt', but this writes an image file"),
+             ([clip, "--save", tmp_path / "out.jpg"], "suffix '.jpg', but this writes a video file (the input is a"),
+             ([photo, "--save", tmp_path / "out.mp4"], "but this writes an image file (the input is an image)"),
+             ([photo, "--save", photo], "that is an input of this command"),
+             ([photo, "--save", tmp_path / "missing" / "out.jpg"], "does not exist; create it first"),
+             ([photo, "--save", "/proc/out.jpg"], "cannot write in /proc"),
+             ([clip, "--save", tmp_path], "is a folder, not a video file")]
+    for args, words in cases:
+        code, out, err = cli_run(capsys, "infer", *args, "--model", onnx_model)
+        assert code == 2 and out == "", args  # nothing was processed
+        error_line(err, "infer", words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_output_paths_of_evaluate_replay_and_bag(capsys, tmp_path, onnx_model, good_csv):
+    code, _, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", good_csv, "--confusion",
+                           tmp_path / "cm.txt")
+    assert code == 2
+    error_line(err, "evaluate", "--confusion", "suffix '.txt', but this writes a plot file", ".png")
+    code, _, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", good_csv, "--confusion", good_csv)
+    assert code == 2
+    error_line(err, "evaluate", "that is an input")
+    need_module("rosbags", "bags")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    bag = tmp_path / "in_bag"  # absent: the outputs are checked before the bag is opened
+    for args, words in [(["--video", tmp_path / "a.gif"], "--video"), (["--out", tmp_path / "taken"], "exists"),
+                        (["--report", tmp_path / "a_file"], "--report"),
+                        (["--video", tmp_path / "taken"], "is a folder"), (["--video", bag], "that is an input")]:
+        code, out, err = cli_run(capsys, "replay", bag, "--model", onnx_model, *args)
+        assert code == 2 and out == "", args
+        error_line(err, "replay", words)
+    code, _, err = cli_run(capsys, "bag", "from-video", need(CLIP), tmp_path / "taken")
+    assert code == 2
+    error_line(err, "bag from-video", "exists; remove it")
+
+
+# ---- a runtime install without torch ----------------------------------------------------------------------------
+
+def without_torch(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`fer-ros ARGS` in a fresh interpreter where `import torch` fails, as after `pip install .`."""
+    code = "import sys; sys.modules['torch'] = None; from fer_ros.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_help_works_without_torch():
+    done = without_torch("train", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--set KEY=VALUE" in done.stdout and "pip install 'fer_ros[train]'" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--epochs", "1"], ["export", PT_MODEL, "-o", "{tmp}/m.onnx"],
+    ["evaluate", "--model", PT_MODEL, "--data", "{csv}"],
+    ["infer", "{photo}", "--backend", "torch", "--model", PT_MODEL],
+    ["bench", "classifier", "--json", "{tmp}/b.json"]])
+def test_commands_that_need_torch_say_what_to_install(tmp_path, good_csv, args):
+    args = [str(a).format(tmp=tmp_path, csv=good_csv, photo=PHOTO) for a in args]
+    if args[0] == "infer":
+        need(PHOTO)
+    done = without_torch(*args)
+    assert done.returncode == 2, done.stderr
+    error_line(done.stderr, args[0], "needs PyTorch (torch), which is not installed; pip install 'fer_ros[train]'")
+
+
+# ---- truncated videos -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cut_videos(tmp_path) -> dict[str, Path]:
+    """The real clip cut in half twice over: as a streamable MP4 (moov first) and as an MJPG AVI."""
+    mp4 = tmp_path / "streamable_cut.mp4"
+    mp4.write_bytes(cut(faststart(need(CLIP).read_bytes())))
+    avi = tmp_path / "mjpg_cut.avi"
+    avi.write_bytes(cut(mjpg_avi(tmp_path / "whole.avi").read_bytes()))
+    return {"mp4": mp4, "avi": avi}
+
+
+@pytest.mark.parametrize("kind", ["mp4", "avi"])
+def test_a_truncated_video_is_said_in_the_summary_and_the_json(capsys, cut_videos, onnx_model, kind):
+    video = cut_videos[kind]
+    code, out, err = cli_run(capsys, "infer", video, "--model", onnx_model)
+    assert code == 1, err  # done, but not all of it
+    lines = [json.loads(line) for line in out.splitlines()]
+    summary = lines[-1]["summary"]
+    assert summary["frames_declared"] == 72 and summary["processed"] == summary["frames_read"] < 40
+    assert "ended after" in summary["truncated"] and len(lines) == summary["processed"] + 1
+    assert f"fer-ros infer: warning: {video}: the video ended after {summary['frames_read']} of the 72" in err
+    assert err.strip().splitlines()[-1].endswith(f"the video ended early, after {summary['frames_read']} of the 72 "
+                                                 "frames it declares")
+
+
+def test_a_truncated_video_into_a_bag(capsys, tmp_path, cut_videos):
+    need_module("rosbags", "bags")
+    code, out, err = cli_run(capsys, "bag", "from-video", cut_videos["mp4"], tmp_path / "bag", "--scale", "0.25")
+    assert code == 1
+    assert "the video ended early, after 33 of the 72 frames it declares" in out.splitlines()[0]
+    assert "fer-ros bag from-video: warning:" in err and "wrote 33 frames; the video ended early" in err
+
+
+def test_a_whole_video_is_not_called_truncated(capsys, tmp_path):
+    need_module("rosbags", "bags")
+    code, out, _ = cli_run(capsys, "bag", "from-video", need(VIDEOS / "pyfeat_no_face.mp4"), tmp_path / "bag",
+                           "--scale", "0.25")  # declares 98 frames, gives 95: within the tolerance
+    assert code == 0 and out.startswith("wrote 95 frames\n")
+
+
+# ---- replay: nothing processed is a failure; warnings on stderr -----------------------------------------------
+
+def _bag_of(tmp_path, name, datas, fmt="jpeg"):
+    """A bag of CompressedImage messages with these payloads, written without the decode check."""
+    from fer_ros import bagio, messages
+
+    with bagio.BagWriter(tmp_path / name) as bag:
+        bag.add_topic("/camera/image_raw/compressed", bagio.COMPRESSED_IMAGE)
+        for i, data in enumerate(datas):
+            msg = bag.store.types[bagio.COMPRESSED_IMAGE](
+                header=messages.header(bag.store.types, i * 100_000_000, "cam"), format=fmt,
+                data=np.frombuffer(data, np.uint8))
+            bag.write("/camera/image_raw/compressed", i * 100_000_000, msg)
+    return tmp_path / name
+
+
+def test_a_replay_where_every_frame_failed_exits_nonzero(capsys, tmp_path, onnx_model):
+    need_module("rosbags", "bags")
+    jpeg = cv2.imencode(".jpg", cv2.imread(str(need(PHOTO))))[1].tobytes()
+    bag = _bag_of(tmp_path, "garbage", [cut(jpeg, 0.4)] * 4)
+    code, out, err = cli_run(capsys, "replay", bag, "--model", onnx_model, "--no-progress", "--report",
+                             tmp_path / "report")
+    assert code == 2
+    error_line(err, "replay", "nothing processed: none of the 4 messages", "could not be decoded", "report.json",
+               alone=False)
+    assert "skipped /camera/image_raw/compressed #0" in err and "skipped /camera" not in out  # stdout: the report
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["frames"]["errors"] == 4
+    mixed = _bag_of(tmp_path, "mixed", [jpeg, cut(jpeg, 0.4), jpeg])
+    code, out, err = cli_run(capsys, "replay", mixed, "--model", onnx_model, "--no-progress", "--report",
+                             tmp_path / "report2")
+    assert code == 1 and "1 skipped" in out and "skipped /camera/image_raw/compressed #1" in err
+
+
+# ---- unknown keys in a node/pipeline parameters file --------------------------------------------------------------
+
+def test_unknown_parameters_are_named_with_the_nearest_known_one(capsys, tmp_path, onnx_model):
+    photo = need(PHOTO)
+    shipped = DEFAULTS_FILE.read_text()
+    assert "detection_score: 0.6" in shipped
+    cases = [  # (file text, exit status, words)
+        (shipped.replace("detection_score: 0.6", "detection_scroe: 0.9"), 2,
+         "/**: unknown parameter 'detection_scroe'; did you mean 'detection_score'?"),
+        (with_lines(shipped.replace("/**:", "/robot/fer_node:"), "    camera_fps: 30"), 2,
+         "/robot/fer_node: unknown parameter 'camera_fps'"),
+        ("detection_scroe: 0.9\n", 2, "unknown parameter 'detection_scroe'; did you mean 'detection_score'?"),
+    ]
+    for text, status, words in cases:
+        (tmp_path / "p.yaml").write_text(text)
+        code, out, err = cli_run(capsys, "infer", photo, "--config", tmp_path / "p.yaml", "--model", onnx_model)
+        assert code == status and out == ""
+        error_line(err, "infer", str(tmp_path / "p.yaml"), words)
+    # '/**' applies to every node: another node's key there is a warning that says so, the node's own keys are known
+    (tmp_path / "p.yaml").write_text(with_lines(shipped, "    camera_fps: 30", "    use_sim_time: true"))
+    code, out, err = cli_run(capsys, "infer", photo, "--config", tmp_path / "p.yaml", "--model", onnx_model)
+    assert code == 0, err
+    assert ("fer-ros infer: warning: " + str(tmp_path / "p.yaml") + ": '/**' section: ignoring camera_fps: not "
+            "parameters of fer_node ('/**' applies to every node, so they may be another node's)") in err
+
+
+def test_the_packaged_defaults_are_load_configs_default():
+    assert DEFAULTS_FILE == ROOT / "fer_ros" / "config" / "fer.yaml" and DEFAULTS_FILE.is_file()
+    assert load_config() == PipelineConfig() == load_config(DEFAULTS_FILE)
+    setup = (ROOT / "setup.py").read_text()
+    assert '"config/fer.yaml"' in setup  # package_data: the wheel ships it
+    assert not (ROOT / "config").exists(), "one copy of the parameters, in the package"
+    for launch in ("fer.launch.py", "replay.launch.py"):
+        assert '"config",' in (ROOT / "launch" / launch).read_text() and '"fer.yaml"' in (ROOT / "launch" / launch
+                                                                                             ).read_text()
+
+
+# ---- nonsense numbers -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, command, words", [
+    (["evaluate", "--data", "x.csv", "--limit", "-5"], "evaluate", "argument --limit: '-5' is not a whole number >= 0"),
+    (["infer", "{photo}", "--max-frames", "0"], "infer", "argument --max-frames: '0' is not a whole number >= 1"),
+    (["infer", "{clip}", "--track-min-hits", "0"], "infer", "track_min_hits must be within 1..100, not 0"),
+    (["infer", "{photo}", "--track-min-hits", "0"], "infer", "track_min_hits must be within 1..100, not 0"),
+    (["infer", "{photo}", "--smoothing-tau-s", "nan"], "infer", "smoothing_tau_s must be within"),
+    (["replay", "x", "--max-frames", "-1"], "replay", "argument --max-frames"),
+    (["bag", "from-video", "{clip}", "{tmp}/b", "--step", "0"], "bag from-video", "--step must be a positive number"),
+    (["bag", "from-video", "{clip}", "{tmp}/b", "--scale", "nan"], "bag from-video", "--scale must be a positive"),
+    (["bag", "from-video", "{clip}", "{tmp}/b", "--quality", "0"], "bag from-video", "'0' is not a whole number "
+                                                                                     "within 1..100"),
+    (["bag", "from-images", "{tmp}", "{tmp}/b", "--fps", "-2"], "bag from-images", "--fps must be a positive"),
+    (["bench", "--repeat", "0"], "bench", "argument --repeat"),
+])
+def test_nonsense_numbers_are_refused(capsys, tmp_path, onnx_model, args, command, words):
+    args = [a.format(photo=PHOTO, clip=CLIP, tmp=tmp_path) for a in args]
+    if args[0] == "infer":
+        need(PHOTO), need(CLIP)
+        args += ["--model", str(onnx_model)]
+    code, out, err = cli_run(capsys, *args)
+    assert code == 2 and out == ""
+    error_line(err, command, words)
+
+
+# ---- bag from-images decode-checks what it reads and writes ----------------------------------------------------
+
+def test_from_images_skips_a_cut_jpeg_and_checks_what_it_writes(capsys, tmp_path, monkeypatch):
+    need_module("rosbags", "bags")
+    from fer_ros import bagtools
+    from fer_ros.bagio import BagReader
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("happy_black.jpg", "sad_asian.jpg"):
+        (folder / name).write_bytes(need(FACES / name).read_bytes())
+    (folder / "cut.jpg").write_bytes(cut((FACES / "single_face.jpg").read_bytes(), 0.6))
+    assert cv2.imread(str(folder / "cut.jpg")) is not None  # cv2.imread takes it, grey-filled: not good enough
+    code, out, err = cli_run(capsys, "bag", "from-images", folder, tmp_path / "bag", "--compressed")
+    assert code == 1 and "wrote 2 frames; 1 unreadable image(s) skipped" in out
+    assert f"fer-ros bag from-images: warning: {folder / 'cut.jpg'}: compressed image of" in err
+    with BagReader(tmp_path / "bag") as bag:
+        topic = bag.image_topic()
+        assert [bag.decode_image(topic.msgtype, m.data)[0].shape for m in bag.messages(topic.name)] == [
+            cv2.imread(str(folder / n)).shape for n in ("happy_black.jpg", "sad_asian.jpg")]
+    # a writer that produced a message its readers reject: nothing half-written is left
+    real = bagtools.compressed_message
+    monkeypatch.setattr(bagtools, "compressed_message", lambda *a, **k: (lambda m: dataclasses.replace(
+        m, data=m.data[:len(m.data) // 3]))(real(*a, **k)))
+    code, _, err = cli_run(capsys, "bag", "from-images", folder, tmp_path / "bag2", "--compressed")
+    assert code == 2 and not (tmp_path / "bag2").exists()
+    error_line(err, "bag from-images", "frame 0: the message written for it does not decode", alone=False)
+    (folder / "happy_black.jpg").write_bytes(cut((folder / "happy_black.jpg").read_bytes()))
+    (folder / "sad_asian.jpg").write_bytes(b"")
+    code, _, err = cli_run(capsys, "bag", "from-images", folder, tmp_path / "bag3")
+    assert code == 2
+    error_line(err, "bag from-images", "no frames were read", alone=False)
+
+
+# ---- a bound on image size --------------------------------------------------------------------------------------
+
+def test_a_huge_image_is_refused_before_it_is_decoded(capsys, tmp_path, onnx_model):
+    huge = png_claiming(tmp_path / "huge.png", 20000, 20000)
+    assert huge.stat().st_size < 2_000_000
+    code, out, err = cli_run(capsys, "infer", huge, "--model", onnx_model)
+    assert code == 2 and out == ""
+    error_line(err, "infer", str(huge), "20000x20000 (400 megapixels), larger than fer_ros takes", "scale it down")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    huge.rename(folder / "huge.png")
+    (folder / "ok.jpg").write_bytes(need(PHOTO).read_bytes())
+    code, out, err = cli_run(capsys, "infer", folder, "--model", onnx_model)
+    assert code == 1 and "huge.png" in err and len(out.splitlines()) == 2  # one frame and the summary
+
+
+def test_the_size_bound_holds_for_messages_and_frames(onnx_model):
+    from fer_ros.pipeline import Pipeline
+
+    with pytest.raises(ImageError, match="bgr8 image is 20000x20000"):
+        image_to_bgr(b"\0" * 12, "bgr8", 20000, 20000)  # a raw message that claims a huge size
+    buf = bytearray(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    buf[16:24] = (MAX_SIDE + 1).to_bytes(4, "big") + (1).to_bytes(4, "big")
+    buf[29:33] = zlib.crc32(bytes(buf[12:29])).to_bytes(4, "big")
+    with pytest.raises(ImageError, match="larger than fer_ros takes"):
+        decode_compressed(bytes(buf))  # a CompressedImage message, as the node gets it
+    pipeline = Pipeline(load_config(model=str(onnx_model)))
+    with pytest.raises(ImageError, match=f"the frame is {MAX_SIDE + 1}x2"):
+        pipeline.process(np.zeros((2, MAX_SIDE + 1, 3), np.uint8), 0.0)
+    with pytest.raises(ImageError, match="not an image"):
+        pipeline.process(np.zeros((0, 0, 3), np.uint8), 0.0)
+
+
+def test_a_cut_png_fails_in_one_line(capsys, tmp_path, onnx_model):
+    png = tmp_path / "cut.png"
+    png.write_bytes(cut(cv2.imencode(".png", cv2.imread(str(need(PHOTO))))[1].tobytes(), 0.7))
+    code, _, err = cli_run(capsys, "infer", png, "--model", onnx_model)
+    assert code == 2
+    error_line(err, "infer", str(png), "a truncated PNG")  # and no libpng lines besides
+
+
+# ---- multi-line YAML parser errors become one line --------------------------------------------------------------
+
+def test_a_broken_bag_metadata_file_is_one_line(capsys, tmp_path):
+    need_module("rosbags", "bags")
+    from fer_ros.bagtools import write_image_bag
+
+    frames = [(i / 10, cv2.resize(cv2.imread(str(need(PHOTO))), (64, 48))) for i in range(3)]
+    write_image_bag(tmp_path / "bag", frames, start_time=1.0)
+    meta = tmp_path / "bag" / "metadata.yaml"
+    lines = meta.read_text().splitlines()
+    lines[3] = "\t" + lines[3] + ": ["  # a tab and an unclosed flow sequence
+    meta.write_text("\n".join(lines))
+    code, _, err = cli_run(capsys, "bag", "info", tmp_path / "bag")
+    assert code == 2
+    line = error_line(err, "bag info", str(meta), "not valid YAML: line 4, column", "ros2 bag reindex")
+    assert "\n" not in line
+    meta.write_text("just a string\n")
+    code, _, err = cli_run(capsys, "bag", "info", tmp_path / "bag")
+    assert code == 2
+    error_line(err, "bag info", "not a rosbag2 metadata file")
+
+
+# ---- bench frame installed from a wheel, and evaluate's progress while loading ----------------------------------
+
+def test_bench_frame_says_why_yunet_is_skipped_and_how_to_give_it(capsys, tmp_path, monkeypatch, onnx_model):
+    from fer_ros.bench import frame
+
+    monkeypatch.setattr(frame, "YUNET", tmp_path / "site-packages" / "shared" / "face_detection_yunet_2023mar.onnx")
+    monkeypatch.setattr(frame, "PHOTOS", {n: tmp_path / f"absent_{n}.jpg" for n in frame.PHOTOS})
+    notes = [r["note"] for r in frame._frame_rows(onnx_model, 1)]
+    assert any("no YuNet model was given" in n and "--detector-model face_detection_yunet_2023mar.onnx" in n
+               for n in notes), notes
+    code, _, err = cli_run(capsys, "bench", "frame", "--detector-model", tmp_path / "absent.onnx", "--json",
+                           tmp_path / "b.json")
+    assert code == 2
+    error_line(err, "bench", "--detector-model", "absent.onnx: no such file")
+
+
+def test_loading_a_csv_shows_progress_on_a_terminal(monkeypatch, good_csv):
+    from fer_ros import data
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    data._fer2013_table.__wrapped__(good_csv, 0.0)
+    assert f"reading {good_csv.name}" in screen.getvalue() and f"parsing {good_csv.name}" in screen.getvalue()
