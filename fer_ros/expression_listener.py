@@ -4,7 +4,9 @@ A virtual-agent controller wants a person's emotion to change when their face re
 not on every flicker of the classifier. A class becomes a person's dominant emotion when its
 (already smoothed) probability stays at or above `enter` for `hold_s` seconds while beating the
 current one by `margin`; the dominant emotion is given up (None) when its probability stays below
-`leave` for `hold_s`. The ROS side is `fer_ros.node.ExpressionListener` (`ros2 run fer_ros
+`leave` for `hold_s`. Presence has hysteresis in time too: a person missing from the frames (a face the
+detector misses now and then) has left only once they have been missing for `absent_s` seconds; until
+then they keep their state. The ROS side is `fer_ros.node.ExpressionListener` (`ros2 run fer_ros
 expression_listener`), which feeds fer_ros/FaceEmotionArray messages to `DominantEmotions.update`.
 """
 
@@ -28,17 +30,19 @@ class _Person:
     dominant: str | None = None
     candidate: str | None = None  # what the dominant emotion would change to
     since: float = 0.0  # stamp at which the candidate first qualified
+    last_seen: float = 0.0  # stamp of the last frame that had the person
 
 
 class DominantEmotions:
     """Hysteresis over per-frame class probabilities, per tracked person."""
 
-    def __init__(self, enter: float = 0.5, leave: float = 0.3, margin: float = 0.1, hold_s: float = 0.5) -> None:
+    def __init__(self, enter: float = 0.5, leave: float = 0.3, margin: float = 0.1, hold_s: float = 0.5,
+                 absent_s: float = 1.0) -> None:
         if not 0.0 <= leave < enter <= 1.0:
             raise ValueError(f"need 0 <= leave < enter <= 1, got leave={leave}, enter={enter}")
-        if margin < 0.0 or hold_s < 0.0:
-            raise ValueError(f"margin and hold_s must be >= 0, got {margin}, {hold_s}")
-        self.enter, self.leave, self.margin, self.hold_s = enter, leave, margin, hold_s
+        if margin < 0.0 or hold_s < 0.0 or absent_s < 0.0:
+            raise ValueError(f"margin, hold_s and absent_s must be >= 0, got {margin}, {hold_s}, {absent_s}")
+        self.enter, self.leave, self.margin, self.hold_s, self.absent_s = enter, leave, margin, hold_s, absent_s
         self.people: dict[int, _Person] = {}
 
     def dominant(self, track_id: int) -> str | None:
@@ -48,14 +52,21 @@ class DominantEmotions:
     def update(self, stamp: float, faces: Mapping[int, Mapping[str, float]]) -> list[Change]:
         """One frame: track id -> {class: probability} of everyone visible; returns the changes it causes.
 
-        People missing from `faces` have left (their tracks ended).
+        People missing from `faces` for `absent_s` seconds (by the stamps) have left.
         """
-        changes = [Change(tid, p.dominant, None, 0.0, left=True) for tid, p in self.people.items() if tid not in faces]
-        self.people = {tid: p for tid, p in self.people.items() if tid in faces}
+        changes = []
+        for tid, p in list(self.people.items()):
+            if tid in faces:
+                p.last_seen = stamp
+            elif stamp < p.last_seen:  # time went back (a bag played again): count the absence from now
+                p.last_seen = stamp
+            elif stamp - p.last_seen >= self.absent_s:
+                changes.append(Change(tid, p.dominant, None, 0.0, left=True))
+                del self.people[tid]
         for tid, probs in faces.items():
             if not probs:  # nothing to judge this frame: keep the person as they were
                 continue
-            person = self.people.setdefault(tid, _Person())
+            person = self.people.setdefault(tid, _Person(last_seen=stamp))
             change = self._step(tid, person, stamp, probs)
             if change:
                 changes.append(change)

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from .align import crop_matrix
 from .circumplex import HRI_EXPRESSIONS, valence_arousal
 from .classes import UNKNOWN
 from .encodings import decode_compressed, image_to_bgr
+from .faces import LANDMARKS, Face
 
 #: every message type the builders use, by package
 TYPE_NAMES = (
@@ -29,7 +32,8 @@ TYPE_NAMES = (
     "vision_msgs/msg/Point2D", "vision_msgs/msg/Pose2D", "vision_msgs/msg/BoundingBox2D",
     "vision_msgs/msg/ObjectHypothesis", "vision_msgs/msg/ObjectHypothesisWithPose",
     "vision_msgs/msg/Detection2D", "vision_msgs/msg/Detection2DArray",
-    "hri_msgs/msg/IdsList", "hri_msgs/msg/Expression",
+    "hri_msgs/msg/IdsList", "hri_msgs/msg/Expression", "hri_msgs/msg/NormalizedRegionOfInterest2D",
+    "hri_msgs/msg/NormalizedPointOfInterest2D", "hri_msgs/msg/FacialLandmarks",
     "diagnostic_msgs/msg/KeyValue", "diagnostic_msgs/msg/DiagnosticStatus", "diagnostic_msgs/msg/DiagnosticArray",
 )
 
@@ -38,10 +42,18 @@ _HERE = Path(__file__).resolve().parent
 OWN_MSG_DIRS = (_HERE / "interfaces" / "fer_ros" / "msg", _HERE.parent / "msg")
 #: packaged copies of the upstream vision_msgs and hri_msgs definitions (see interfaces/README.md)
 UPSTREAM_MSG_DIR = _HERE / "interfaces"
-#: rosbags type stores by ROS distribution
-#: ROS4HRI (REP-155) topics: the tracked face ids, and one expression topic per face id
+#: ROS4HRI (REP-155) topics: the tracked face ids, and per face id its sub-topics
 HRI_TRACKED = "/humans/faces/tracked"
+HRI_FACE = "/humans/faces/{}/{}"
 HRI_EXPRESSION = "/humans/faces/{}/expression"
+#: the per-face sub-topics fer_node publishes as a ROS4HRI face detector (rep155: true)
+HRI_FACE_TOPICS = ("roi", "landmarks", "cropped", "aligned", "expression")
+#: hri_msgs/FacialLandmarks index of each of `fer_ros.faces.LANDMARKS` (YuNet's five points), as
+#: hri_face_detect maps YuNet's: the eye on the image's left is the person's right pupil
+HRI_LANDMARKS = {"right_eye": 68, "left_eye": 69, "nose": 30, "right_mouth": 48, "left_mouth": 54}
+#: hri_msgs/FacialLandmarks holds this many points, one per landmark code
+HRI_N_LANDMARKS = 70
+#: rosbags type stores by ROS distribution
 DISTROS = ("humble", "jazzy")
 #: ROS4HRI face ids are this prefix + the track id (a ROS name token must not start with a digit)
 FACE_ID_PREFIX = "fer"
@@ -98,23 +110,26 @@ def message_definitions() -> dict[str, str]:
     return {f"{package}/msg/{p.stem}": p.read_text(encoding="utf-8") for package, p in files}
 
 
-def rosbags_typestore(distro: str = "humble"):
-    """A rosbags Typestore of that distribution with fer_ros, vision_msgs and hri_msgs registered."""
+def rosbags_typestore(distro: str = "humble", extra: Mapping[str, str] | None = None):
+    """A rosbags Typestore of that distribution with fer_ros, vision_msgs and hri_msgs registered
+    (the packaged definitions; `extra`: more type name -> .msg text, e.g. further hri_msgs types)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     if distro not in DISTROS:
         raise ValueError(f"unknown ROS distribution {distro!r}; choose one of {', '.join(DISTROS)}")
     store = get_typestore(Stores.ROS2_HUMBLE if distro == "humble" else Stores.ROS2_JAZZY)
     types = {}
-    for name, text in message_definitions().items():
+    for name, text in {**message_definitions(), **(extra or {})}.items():
         types.update(get_types_from_msg(text, name))
     store.register(types)
     return store
 
 
 def rosbags_types(typestore) -> MessageTypes:
-    """MessageTypes of a rosbags Typestore (from `rosbags_typestore`)."""
-    return MessageTypes({name: typestore.types[name] for name in TYPE_NAMES}, np.ascontiguousarray)
+    """MessageTypes of a rosbags Typestore (from `rosbags_typestore`): those of TYPE_NAMES it has (the packaged
+    definitions cover every output but the REP-155 detector's roi and landmarks)."""
+    return MessageTypes({name: typestore.types[name] for name in TYPE_NAMES if name in typestore.types},
+                        np.ascontiguousarray)
 
 
 def stamp_seconds(stamp) -> float:
@@ -143,7 +158,7 @@ def face_array(types: MessageTypes, result, header, image_size: tuple[int, int])
     faces = [face_cls(track_id=int(f.track_id), x=float(f.box[0]), y=float(f.box[1]), width=float(f.box[2]),
                       height=float(f.box[3]), detection_score=float(f.score), label=str(f.label),
                       confidence=float(f.confidence), probabilities=_floats(types, f.probs),
-                      raw_probabilities=_floats(types, f.raw_probs))
+                      raw_probabilities=_floats(types, f.raw_probs), carried=bool(getattr(f, "carried", False)))
              for f in sorted(result.faces, key=lambda f: f.track_id)]
     return types["fer_ros/msg/FaceEmotionArray"](header=header, image_width=int(image_size[0]),
                                                  image_height=int(image_size[1]), classes=list(result.classes),
@@ -184,13 +199,78 @@ def expressions(types: MessageTypes, result, header) -> dict[str, Any]:
     `expression` is the hri_msgs constant of the label ("" when unknown: the face is then described
     by valence/arousal alone); valence/arousal are the circumplex mean of the smoothed probabilities.
     """
-    out = {}
-    for f in result.faces:
-        valence, arousal = valence_arousal(result.classes, f.probs)
-        expression = "" if f.label == UNKNOWN else HRI_EXPRESSIONS.get(f.label, "")
-        out[face_id(f.track_id)] = types["hri_msgs/msg/Expression"](
-            header=header, expression=expression, valence=valence, arousal=arousal, confidence=float(f.confidence))
+    return {face_id(f.track_id): expression(types, result.classes, f.probs, f.label, f.confidence, header)
+            for f in result.faces}
+
+
+def expression(types: MessageTypes, classes, probs, label: str, confidence: float, header):
+    """hri_msgs/Expression of one face's smoothed probabilities (see `expressions`)."""
+    valence, arousal = valence_arousal(classes, probs)
+    name = "" if label == UNKNOWN else HRI_EXPRESSIONS.get(label, "")
+    return types["hri_msgs/msg/Expression"](header=header, expression=name, valence=valence, arousal=arousal,
+                                            confidence=float(confidence))
+
+
+def _unit(value: float) -> float:
+    return float(min(max(value, 0.0), 1.0))
+
+
+def roi(types: MessageTypes, box, score: float, image_size: tuple[int, int], header):
+    """hri_msgs/NormalizedRegionOfInterest2D of an (x, y, w, h) pixel box: corners as fractions of the image
+    (width, height) = image_size, clipped to [0, 1]; c = the detector's score."""
+    x, y, w, h = (float(v) for v in box)
+    width, height = (float(max(v, 1)) for v in image_size)
+    return types["hri_msgs/msg/NormalizedRegionOfInterest2D"](
+        header=header, xmin=_unit(x / width), ymin=_unit(y / height), xmax=_unit((x + w) / width),
+        ymax=_unit((y + h) / height), c=_unit(score))
+
+
+def facial_landmarks(types: MessageTypes, points, score: float, image_size: tuple[int, int], header):
+    """hri_msgs/FacialLandmarks of a face's (5, 2) pixel landmarks in `fer_ros.faces.LANDMARKS` order (NaN rows
+    unknown), or None when none is known. Known points sit at their hri_msgs index (`HRI_LANDMARKS`) as
+    fractions of the image with c = the detector's score; the other 65 (and unknown ones) are 0, 0 with c = 0,
+    as hri_face_detect leaves the points YuNet does not give."""
+    if points is None:
+        return None
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    known = ~np.isnan(points).any(axis=1)
+    if not known.any():
+        return None
+    point_cls = types["hri_msgs/msg/NormalizedPointOfInterest2D"]
+    width, height = (int(max(v, 1)) for v in image_size)
+    marks = [point_cls(x=0.0, y=0.0, c=0.0) for _ in range(HRI_N_LANDMARKS)]
+    for name, (x, y), ok in zip(LANDMARKS, points, known, strict=False):
+        if ok:
+            marks[HRI_LANDMARKS[name]] = point_cls(x=_unit(x / width), y=_unit(y / height), c=_unit(score))
+    return types["hri_msgs/msg/FacialLandmarks"](header=header, landmarks=marks, height=height, width=width)
+
+
+def cropped_face(bgr: np.ndarray, box, size: int = 128) -> np.ndarray:
+    """REP-155 /cropped image: the face box scaled to fit (size, size), centred and 0-padded (as hri_face_detect)."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(bgr.shape[1], int(round(x + w))), min(bgr.shape[0], int(round(y + h)))
+    out = np.zeros((size, size, 3), np.uint8)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    part = bgr[y0:y1, x0:x1]
+    if part.ndim == 2:
+        part = cv2.cvtColor(part, cv2.COLOR_GRAY2BGR)
+    scale = size / max(part.shape[:2])
+    new_w, new_h = max(1, min(size, round(part.shape[1] * scale))), max(1, min(size, round(part.shape[0] * scale)))
+    scaled = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = scaled
     return out
+
+
+def aligned_face(bgr: np.ndarray, face, size: int = 128) -> np.ndarray:
+    """REP-155 /aligned image: the face as the classifier sees it (eyes level where landmarks are known, framed
+    like FER2013, `fer_ros.align`) in colour, (size, size) bgr8. `face` has box and landmarks (a FaceResult)."""
+    m = crop_matrix(Face(np.asarray(face.box, np.float32), float(face.score), face.landmarks)) * size
+    if bgr.ndim == 2:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+    return cv2.warpAffine(bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def image(types: MessageTypes, bgr: np.ndarray, header):

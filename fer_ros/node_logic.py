@@ -5,14 +5,21 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import statistics
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import PurePath
 from typing import Any, Generic, TypeVar
 
+import cv2
+import numpy as np
+
 from . import config as pipeline_config
+from .classes import UNKNOWN
 from .config import ConfigError, PipelineConfig
 
 T = TypeVar("T")
@@ -29,6 +36,10 @@ def _meta(description: str, **extra) -> dict:
 class NodeConfig:
     """Parameters of the node itself (the pipeline's are PipelineConfig's); none can change at run time."""
 
+    mode: str = field(default="detector", metadata=_meta(
+        "detector: find, track and classify the faces of the camera images itself; recognizer: classify the faces "
+        "another ROS4HRI (REP-155) face detector publishes (/humans/faces/tracked and each face's aligned or "
+        "cropped image) and publish /humans/faces/<id>/expression under its ids", choices=("detector", "recognizer")))
     image_topic: str = field(default="image", metadata=_meta(
         "input image topic, relative so that namespaces and remapping apply; with transport 'compressed' the "
         "node subscribes to <image_topic>/compressed"))
@@ -43,8 +54,18 @@ class NodeConfig:
     debug_image: bool = field(default=True, metadata=_meta(
         "offer the annotated debug image; it is only drawn while someone subscribes"))
     rep155: bool = field(default=False, metadata=_meta(
-        "also publish the ROS4HRI (REP-155) layout: /humans/faces/tracked (hri_msgs/IdsList) and "
-        "/humans/faces/<id>/expression (hri_msgs/Expression)"))
+        "detector mode: also publish the ROS4HRI (REP-155) face topics: /humans/faces/tracked (hri_msgs/IdsList) "
+        "and per face /humans/faces/<id>/roi, landmarks (where known), cropped and aligned (while subscribed) and "
+        "expression"))
+    rep155_expression: bool = field(default=True, metadata=_meta(
+        "detector mode with rep155: publish /humans/faces/<id>/expression too; turn it off when another node "
+        "(e.g. fer_node in recognizer mode) classifies the faces"))
+    face_image_size: int = field(default=128, metadata=_meta(
+        "side in pixels of the REP-155 cropped and aligned face images (REP-155's /humans/faces/width and height "
+        "default)", range=(16, 1024)))
+    recognizer_image: str = field(default="aligned", metadata=_meta(
+        "recognizer mode: the image of each face to classify, /humans/faces/<id>/aligned or /humans/faces/<id>/cropped",
+        choices=("aligned", "cropped")))
     diagnostics_period_s: float = field(default=1.0, metadata=_meta(
         "seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics", range=(0.1, 60.0)))
 
@@ -94,6 +115,67 @@ def validate_parameter(name: str, value: Any, running: bool = True) -> str | Non
 def to_config_value(name: str, value: Any) -> Any:
     """A ROS parameter value as the config dataclasses hold it (int -> float, "" -> None where optional)."""
     return pipeline_config.coerce(name, value, FIELDS)
+
+
+def parameter_from_text(name: str, text: str) -> bool | int | float | str:
+    """A parameter value from its text (a launch argument), typed like the parameter's default; ConfigError
+    names the parameter and what is wrong (unknown name, bad number, out of range, not a choice)."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown parameter {name!r}{_did_you_mean(name, PARAMETERS)}")
+    text = str(text).strip()
+    try:
+        if isinstance(spec.default, bool):
+            words = {"true": True, "1": True, "yes": True, "on": True,
+                     "false": False, "0": False, "no": False, "off": False}
+            if text.lower() not in words:
+                raise ValueError
+            value: bool | int | float | str = words[text.lower()]
+        elif isinstance(spec.default, int):
+            value = int(text)
+        elif isinstance(spec.default, float):
+            value = float(text)
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"{name} must be {type(spec.default).__name__}, not {text!r}") from None
+    reason = validate_parameter(name, value, running=False)
+    if reason:
+        raise ConfigError(reason)
+    return value
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+#: how a launch file is named on the `ros2 launch` command line
+_LAUNCH_SUFFIXES = (".launch.py", ".launch.xml", ".launch.yaml", ".py", ".xml", ".yaml")
+
+
+def launch_file_on_command_line(argv: Sequence[str]) -> str | None:
+    """The file name of the launch file `ros2 launch [package] FILE name:=value ...` runs, or None."""
+    for token in argv[1:]:
+        if ":=" not in token and not token.startswith("-") and token.endswith(_LAUNCH_SUFFIXES):
+            return PurePath(token).name
+    return None
+
+
+def unknown_launch_arguments(launch_file: str, argv: Sequence[str], known: Iterable[str]) -> str | None:
+    """Why the command line's `name:=value` arguments do not suit `launch_file` (None if they do).
+
+    Only the launch file named on the command line checks them (one it includes gets them too, and
+    ros2 launch passes every argument on without a word about those no file declares)."""
+    if launch_file_on_command_line(argv) != PurePath(launch_file).name:
+        return None
+    known = sorted(known)
+    unknown = [t.split(":=", 1)[0] for t in argv[1:] if ":=" in t and t.split(":=", 1)[0] not in known]
+    if not unknown:
+        return None
+    listed = ", ".join(f"{n!r}{_did_you_mean(n, known)}" for n in unknown)
+    return (f"{PurePath(launch_file).name}: unknown launch argument{'s' if len(unknown) > 1 else ''} {listed}; "
+            f"it takes: {', '.join(known)} (ros2 launch ... --show-args describes them)")
 
 
 def configs_from_parameters(values: Mapping[str, Any]) -> tuple[PipelineConfig, NodeConfig]:
@@ -153,7 +235,7 @@ class FrameStatistics:
 
     def __init__(self, window_s: float = STATS_WINDOW_S) -> None:
         self.window_s = window_s
-        self.dropped = self.failed = self.processed = 0
+        self.received = self.dropped = self.failed = self.processed = 0
         self._inputs: deque[float] = deque()
         self._outputs: deque[tuple[float, float, int]] = deque()  # (time, latency s, faces)
         self._start: float | None = None
@@ -176,6 +258,7 @@ class FrameStatistics:
         with self._lock:
             self._advance(now)
             self._inputs.append(now)
+            self.received += 1
             self.dropped += dropped_one
 
     def on_output(self, now: float, latency_s: float, n_faces: int) -> None:
@@ -199,6 +282,7 @@ class FrameStatistics:
             return {
                 "input_rate_hz": len(self._inputs) / span,
                 "processed_rate_hz": len(self._outputs) / span,
+                "frames_received": self.received,
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_failed": self.failed,
@@ -206,6 +290,20 @@ class FrameStatistics:
                 "latency_max_ms": 1e3 * max(latencies) if latencies else 0.0,
                 "faces_per_frame": statistics.fmean(faces) if faces else 0.0,
             }
+
+
+#: what each counter in the diagnostics counts (in recognizer mode a "frame" is one face image)
+COUNTERS = {
+    "frames_received": "frames the image subscription handed to the node",
+    "frames_lost_in_transport": "frames their publisher sent that never reached the node: lost by best-effort "
+                                "transport or overwritten in the subscription's queue (gaps in the rmw's publication "
+                                "sequence numbers); 'unknown' where rclpy (Humble's) or the rmw (rmw_cyclonedds_cpp) "
+                                "gives none, or several publishers share the topic",
+    "frames_dropped": "frames received but replaced by a newer one before the node got to them (inference slower "
+                      "than the camera; the node keeps only the newest)",
+    "frames_failed": "frames that could not be decoded or processed (logged and skipped)",
+    "frames_processed": "frames whose results were published",
+}
 
 
 def diagnostic_level(summary: Mapping[str, float | int]) -> tuple[str, str]:
@@ -244,3 +342,171 @@ class TrackTopics:
             del self._missed[fid]
         self._missed.update(dict.fromkeys(added, 0))
         return added, removed
+
+
+class TransportLoss:
+    """Messages a publisher sent that never reached the subscription callback, from the rmw's publication
+    sequence numbers.
+
+    rclpy hands a callback that takes two arguments the message info with `publication_sequence_number`
+    (rclpy 3.x of Humble does not; Iron, Jazzy and later do). It is None where the rmw does not number
+    messages: rmw_fastrtps_cpp (the default rmw) does, rmw_cyclonedds_cpp does not (Humble to Rolling). A
+    publisher numbers its messages one by one, so a jump from n to n + k + 1 means k messages were lost
+    in transport or overwritten in the subscription's queue before the node took them. The numbers are
+    per publisher and rclpy does not say which publisher sent a message, so a topic counts only while it
+    has one publisher; a number that goes back (a publisher restarted) starts the count again. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.available: bool | None = None  # None: no message seen yet
+        self.shared = False  # a topic had several publishers when a message came
+        self._last: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, key: Hashable, sequence: int | None, publishers: int = 1) -> int:
+        """A message arrived on topic `key` with this publication sequence number; the number lost before it."""
+        with self._lock:
+            if sequence is None:
+                if self.available is None:
+                    self.available = False
+                return 0
+            self.available = True
+            if publishers > 1:
+                self.shared = True
+                self._last.pop(key, None)
+                return 0
+            last, self._last[key] = self._last.get(key), int(sequence)
+            if last is None or sequence <= last:
+                return 0
+            gap = int(sequence) - last - 1
+            self.lost += gap
+            return gap
+
+    def forget(self, key: Hashable) -> None:
+        """Topic `key` is no longer subscribed."""
+        with self._lock:
+            self._last.pop(key, None)
+
+    def value(self) -> int | str:
+        """The diagnostics value: the count, or why it is unknown."""
+        with self._lock:
+            if self.available is None:
+                return "unknown (no frame yet)"
+            if not self.available:
+                return ("unknown (this rclpy or rmw gives no publication sequence numbers: Humble's rclpy, "
+                        "rmw_cyclonedds_cpp)")
+            if self.shared:
+                return f"{self.lost}+ (unknown while several publishers share the topic)"
+            return self.lost
+
+
+class LatestPerKey(Generic[T]):
+    """The newest item of each key (a face id): a put() over an untaken item of that key drops it; take()
+    returns every pending item at once, so the worker classifies all faces with a new image in one batch."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: dict[Hashable, T] = {}
+        self._closed = False
+
+    def put(self, key: Hashable, item: T) -> bool:
+        """Store the newest item of `key`; True if it replaced one that was never taken."""
+        with self._cond:
+            replaced = key in self._items
+            self._items[key] = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> dict[Hashable, T]:
+        """Every pending item by key (emptying the slots); {} after `timeout` seconds or once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            items, self._items = self._items, {}
+            return items
+
+    def discard(self, key: Hashable) -> None:
+        with self._cond:
+            self._items.pop(key, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def face_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """A (size, size) grey crop, framed like the pipeline's, of a face image another detector published.
+
+    REP-155 cropped/aligned images hold one face scaled to fit and 0-padded to the image size
+    (hri_face_detect: 128x128 bgr8); the padding is cut off, and the rest made square about its centre
+    (edge pixels repeated), like the pipeline's crop of a face box without landmarks.
+    """
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    if len(rows) and len(cols):
+        image = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = image.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    square = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
+    if side == size:
+        return square
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+@dataclass
+class Recognition:
+    """One face image classified in recognizer mode; probs are smoothed over time, raw_probs are this image's."""
+
+    face_id: str
+    stamp: float
+    label: str
+    confidence: float
+    probs: np.ndarray
+    raw_probs: np.ndarray
+
+
+class FaceRecognizer:
+    """Recognizer mode without ROS: classify the face images another detector publishes, one per face id,
+    with the pipeline's model and test-time views, and smooth each face's probabilities over the image
+    stamps (`smoothing_tau_s`, as the pipeline does per track). A stamp earlier than a face's last one
+    (a bag played again) restarts its average."""
+
+    def __init__(self, backend, config: PipelineConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self._state: dict[str, tuple[float, np.ndarray]] = {}  # face id -> (stamp, smoothed probabilities)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.backend.classes
+
+    def classify(self, faces: Mapping[str, tuple[np.ndarray, float]]) -> list[Recognition]:
+        """Face id -> (BGR or grey face image, stamp s) to one Recognition per face, in one batch."""
+        ids = sorted(faces)
+        if not ids:
+            return []
+        c = self.config
+        crops = np.stack([face_crop(faces[i][0], self.backend.input_size) for i in ids])
+        raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
+        out = []
+        for fid, p in zip(ids, raw, strict=True):
+            stamp = faces[fid][1]
+            p = np.asarray(p, np.float32)
+            last = self._state.get(fid)
+            if last is None or stamp < last[0] or c.smoothing_tau_s <= 0.0:
+                probs = p.copy()
+            else:
+                alpha = 1.0 - math.exp(-(stamp - last[0]) / c.smoothing_tau_s)
+                probs = ((1.0 - alpha) * last[1] + alpha * p).astype(np.float32)
+            self._state[fid] = (stamp, probs)
+            best = int(np.argmax(probs))
+            label = self.classes[best] if probs[best] >= c.confidence_threshold else UNKNOWN
+            out.append(Recognition(fid, stamp, label, float(probs[best]), probs.copy(), p))
+        return out
+
+    def forget(self, face_id: str) -> None:
+        """The face is no longer tracked upstream."""
+        self._state.pop(face_id, None)

@@ -8,6 +8,8 @@ clock; the launch ends when the bag has been played (unless loop:=true). Record 
 e.g. `ros2 bag record /faces /detections` beside it.
 """
 
+import sys
+
 from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
@@ -24,15 +26,23 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
+from fer_ros.node_logic import unknown_launch_arguments
+
 #: arguments passed through to fer.launch.py, with its defaults (config's default is set below)
-PASSED = {"namespace": "", "image_topic": "", "transport": "", "backend": "", "model": "", "device": "",
-          "listener": "false", "log_level": "info"}
+PASSED = {"namespace": "", "node_name": "fer_node", "mode": "", "image_topic": "", "transport": "", "rep155": "",
+          "rep155_expression": "", "recognizer_image": "", "detector": "", "detector_model": "", "backend": "",
+          "model": "", "device": "", "debug_image": "", "listener": "false", "log_level": "info"}
+#: this file's own arguments
+OWN = ("bag", "rate", "loop", "clock_hz", "start_delay", "config")
 
 
 def _play(context):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
+    reason = unknown_launch_arguments(__file__, sys.argv, [*OWN, *PASSED])
+    if reason:
+        raise ValueError(reason)
     loop = arg("loop").lower() in ("true", "1")
     cmd = ["ros2", "bag", "play", arg("bag"), "--clock", arg("clock_hz"), "--rate", arg("rate")]
     play = ExecuteProcess(cmd=cmd + (["--loop"] if loop else []), output="screen", name="bag_play")

@@ -5,6 +5,7 @@ import array
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -21,10 +22,26 @@ rosbags_typesys = pytest.importorskip("rosbags.typesys", reason="rosbags is need
 ROOT = Path(__file__).resolve().parents[1]
 MSG_FILES = sorted((ROOT / "msg").glob("*.msg"))
 
+#: The hri_msgs types of the REP-155 detector outputs that the package does not carry, written here against
+#: ros4hri/hri_msgs 2.0.0 (msg/NormalizedPointOfInterest2D.msg, NormalizedRegionOfInterest2D.msg,
+#: FacialLandmarks.msg; Humble's 2.1.0 and Jazzy's 2.3.2 changed only LiveSpeech and Gesture, see
+#: fer_ros/interfaces/README.md): every field, in order, and the landmark codes of the five points fer_ros
+#: maps (HRI_LANDMARKS). Registered on top of the Humble and Jazzy type stores by the `store` fixture.
+HRI_DETECTOR_MSGS = {
+    "hri_msgs/msg/NormalizedPointOfInterest2D": "float32 x\nfloat32 y\nfloat32 c\n",
+    "hri_msgs/msg/NormalizedRegionOfInterest2D":
+        "std_msgs/Header header\nfloat32 xmin\nfloat32 ymin\nfloat32 xmax\nfloat32 ymax\nfloat32 c\n",
+    "hri_msgs/msg/FacialLandmarks":
+        "std_msgs/Header header\n"
+        "uint8 NOSE=30\nuint8 MOUTH_OUTER_RIGHT=48\nuint8 MOUTH_OUTER_LEFT=54\nuint8 RIGHT_PUPIL=68\n"
+        "uint8 LEFT_PUPIL=69\n"
+        "NormalizedPointOfInterest2D[70] landmarks\nuint32 height\nuint32 width\n",
+}
+
 
 @pytest.fixture(scope="module", params=messages.DISTROS)
 def store(request):
-    return messages.rosbags_typestore(request.param)
+    return messages.rosbags_typestore(request.param, extra=HRI_DETECTOR_MSGS)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +108,9 @@ def test_face_emotion_contract(store):
         return [n for n in cls.__dataclass_fields__ if not n.isupper() and n != "__msgtype__"]
 
     assert fields("fer_ros/msg/FaceEmotionArray") == ["header", "image_width", "image_height", "classes", "faces"]
-    assert fields("fer_ros/msg/FaceEmotion") == ["track_id", "x", "y", "width", "height", "detection_score", "label",
-                                                 "confidence", "probabilities", "raw_probabilities"]
+    assert fields("fer_ros/msg/FaceEmotion") == ["track_id", "x", "y", "width", "height", "detection_score",
+                                                 "carried", "label", "confidence", "probabilities",
+                                                 "raw_probabilities"]
     assert store.types["fer_ros/msg/FaceEmotion"].UNKNOWN == UNKNOWN
 
 
@@ -229,3 +247,73 @@ def test_circumplex_points():
     v, a = valence_arousal(FER7, probs)
     assert v == pytest.approx(point("happy")[0] / 2) and a == pytest.approx(point("happy")[1] / 2)
     assert valence_arousal(FER7, np.full(7, 1 / 7)) != (0.0, 0.0)
+
+
+def _faces_with_landmarks():
+    result = _frame()
+    eyes_only = np.full((5, 2), np.nan, np.float32)
+    eyes_only[:2] = [[30.0, 40.0], [60.0, 41.0]]
+    result.faces[0].landmarks = eyes_only  # Haar + eye cascade: the eyes only
+    result.faces[1].landmarks = np.array([[130, 45], [160, 44], [145, 60], [132, 75], [158, 76]], np.float32)
+    result.faces[1].carried = True
+    return result
+
+
+def test_carried_roundtrip(store, types):
+    result = _faces_with_landmarks()
+    back = _roundtrip(store, messages.face_array(types, result, messages.header(types, 0, "c"), (640, 360)))
+    assert [(f.track_id, f.carried) for f in back.faces] == [(3, True), (7, False)]
+    # a face result without the field (an older pipeline's) reads as not carried
+    uniform = np.full(7, 1 / 7, np.float32)
+    plain = SimpleNamespace(track_id=1, box=np.array([0, 0, 40, 40], np.float32), score=0.9, label="happy",
+                            confidence=0.9, probs=uniform, raw_probs=uniform)
+    msg = messages.face_array(types, FrameResult(0.0, [plain], FER7), messages.header(types, 0, "c"), (64, 64))
+    assert msg.faces[0].carried is False
+
+
+def test_rep155_detector_messages_roundtrip(store, types):
+    result = _faces_with_landmarks()
+    header = messages.header(types, 3_000_000_000, "cam")
+    face = result.faces[0]  # box 10.5, 20, 64 x 72 in a 640 x 360 image
+    roi = _roundtrip(store, messages.roi(types, face.box, face.score, (640, 360), header))
+    assert (roi.xmin, roi.ymin, roi.xmax, roi.ymax) == pytest.approx((10.5 / 640, 20 / 360, 74.5 / 640, 92 / 360))
+    assert roi.c == pytest.approx(0.9) and roi.header.frame_id == "cam"
+    clipped = messages.roi(types, [-10.0, 300.0, 100.0, 100.0], 1.5, (640, 360), header)
+    assert (clipped.xmin, clipped.ymax, clipped.c) == (0.0, 1.0, 1.0)
+
+    cls = store.types["hri_msgs/msg/FacialLandmarks"]
+    assert {name: getattr(cls, code) for name, code in [("right_eye", "RIGHT_PUPIL"), ("left_eye", "LEFT_PUPIL"),
+                                                         ("nose", "NOSE"), ("right_mouth", "MOUTH_OUTER_RIGHT"),
+                                                         ("left_mouth", "MOUTH_OUTER_LEFT")]} == messages.HRI_LANDMARKS
+    marks = _roundtrip(store, messages.facial_landmarks(types, face.landmarks, face.score, (640, 360), header))
+    assert len(marks.landmarks) == messages.HRI_N_LANDMARKS and (marks.width, marks.height) == (640, 360)
+    right = marks.landmarks[cls.RIGHT_PUPIL]
+    assert (right.x, right.y, right.c) == pytest.approx((30 / 640, 40 / 360, 0.9))
+    assert [i for i, m in enumerate(marks.landmarks) if m.c > 0] == [cls.RIGHT_PUPIL, cls.LEFT_PUPIL]
+    full = messages.facial_landmarks(types, result.faces[1].landmarks, 0.8, (640, 360), header)
+    assert sorted(i for i, m in enumerate(full.landmarks) if m.c > 0) == sorted(messages.HRI_LANDMARKS.values())
+    assert messages.facial_landmarks(types, None, 0.9, (640, 360), header) is None
+    assert messages.facial_landmarks(types, np.full((5, 2), np.nan), 0.9, (640, 360), header) is None
+
+
+def test_rep155_face_images():
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 255, (360, 640, 3), np.uint8)
+    cropped = messages.cropped_face(bgr, [100.0, 50.0, 64.0, 128.0], 128)  # a tall box: padded left and right
+    assert cropped.shape == (128, 128, 3) and cropped.dtype == np.uint8
+    assert cropped[:, :32].max() == 0 and cropped[:, 96:].max() == 0 and cropped[:, 40:88].min() >= 0
+    np.testing.assert_array_equal(messages.cropped_face(bgr, [0, 0, 128, 128], 128), bgr[:128, :128])
+    assert messages.cropped_face(bgr, [700, 50, 10, 10], 64).max() == 0  # outside the image
+    face = FaceResult(1, np.array([200, 100, 96, 96], np.float32), 0.9, "happy", 0.9, np.ones(7), np.ones(7))
+    aligned = messages.aligned_face(bgr, face, 128)
+    assert aligned.shape == (128, 128, 3) and aligned.dtype == np.uint8
+    level = np.full((360, 640, 3), 128, np.uint8)
+    level[100:196, 200:296] = 250
+    assert messages.aligned_face(level, face, 96)[10:86, 10:86].min() == 250  # the box fills the aligned image
+
+
+def test_expression_of_one_face(types, store):
+    probs = np.eye(len(FER7), dtype=np.float32)[FER7.index("surprise")]
+    msg = _roundtrip(store, messages.expression(types, FER7, probs, "surprise", 1.0,
+                                                messages.header(types, 0, "")))
+    assert msg.expression == "surprised" and msg.valence == pytest.approx(point("surprise")[0], abs=1e-6)

@@ -1,31 +1,42 @@
 """The node's ROS-free logic: parameters, newest-frame policy, statistics, per-face topics, listener hysteresis."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from fer_ros.classes import UNKNOWN
 from fer_ros.config import ConfigError, PipelineConfig, load_config
 from fer_ros.expression_listener import Change, DominantEmotions, describe
 from fer_ros.node_logic import (
+    COUNTERS,
     PARAMETERS,
     PIPELINE_NAMES,
+    FaceRecognizer,
     FrameStatistics,
+    LatestPerKey,
     LatestSlot,
     NodeConfig,
     TrackTopics,
+    TransportLoss,
     configs_from_parameters,
     diagnostic_level,
+    face_crop,
+    launch_file_on_command_line,
+    parameter_from_text,
+    unknown_launch_arguments,
     validate_parameter,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "config" / "fer.yaml"
+CONFIG = ROOT / "fer_ros" / "config" / "fer.yaml"
 
 
 # --- parameters ---------------------------------------------------------------------------------------------------
@@ -60,7 +71,7 @@ def test_valid_run_time_changes(name, value):
     ("smoothing_tau_s", "fast", "smoothing_tau_s"),
     ("track_min_hits", 0, "track_min_hits"),
     ("track_min_hits", 2.5, "track_min_hits"),
-    ("detector", "dlib", "haar, yunet"),
+    ("detector", "dlib", "yunet"),
     ("haar_eyes", 1, "haar_eyes"),
     ("backend", "torch", "read-only"),
     ("image_topic", "other", "read-only"),
@@ -238,7 +249,7 @@ def test_dominant_emotion_ignores_flicker_and_small_leads():
 
 
 def test_dominant_emotion_is_given_up_and_people_leave():
-    emo = DominantEmotions(enter=0.5, leave=0.3, margin=0.1, hold_s=0.0)
+    emo = DominantEmotions(enter=0.5, leave=0.3, margin=0.1, hold_s=0.0, absent_s=0.0)
     assert emo.update(0.0, {1: _p(happy=0.9), 2: _p(sad=0.6)}) == [Change(1, None, "happy", 0.9),
                                                                     Change(2, None, "sad", 0.6)]
     assert emo.update(0.1, {1: _p(happy=0.35, sad=0.33, neutral=0.32), 2: _p(sad=0.6)}) == []  # above `leave`
@@ -266,3 +277,171 @@ def test_listener_survives_a_face_without_probabilities():
     emotions.update(1.0, {1: {"happy": 0.9, "sad": 0.1}})
     changes = emotions.update(2.0, {1: {"happy": 0.9, "sad": 0.1}})
     assert [(c.track_id, c.new) for c in changes] == [(1, "happy")]
+
+
+def test_presence_has_hysteresis_in_time():
+    # a face the detector misses now and then over 20 s: it never "leaves"
+    emo = DominantEmotions(hold_s=0.5, absent_s=1.0)
+    left = []
+    for i in range(200):  # 10 Hz
+        t = i * 0.1
+        seen = i % 7 not in (3, 4, 5)  # missing for 0.3 s every 0.7 s
+        left += [c for c in emo.update(t, {1: _p(happy=0.9)} if seen else {}) if c.left]
+    assert left == [] and emo.dominant(1) == "happy"
+    assert emo.update(20.5, {}) == []  # missing 0.6 s: still there
+    assert emo.update(21.0, {}) == [Change(1, "happy", None, 0.0, left=True)]  # missing >= 1 s: left, once
+    assert emo.update(21.5, {}) == [] and emo.people == {}
+
+
+def test_presence_survives_a_bag_played_again():
+    emo = DominantEmotions(hold_s=0.0, absent_s=1.0)
+    emo.update(100.0, {1: _p(happy=0.9)})
+    assert emo.update(0.0, {}) == []  # time went back: absence counts from here
+    assert emo.update(0.5, {}) == []
+    assert [c.left for c in emo.update(1.0, {})] == [True]
+    with pytest.raises(ValueError, match="absent_s"):
+        DominantEmotions(absent_s=-1.0)
+
+
+# --- REP-155 modes, launch arguments, transport loss ------------------------------------------------------------
+
+def test_mode_parameters():
+    assert PARAMETERS["mode"].default == "detector" and PARAMETERS["mode"].choices == ("detector", "recognizer")
+    assert "recognizer" in validate_parameter("mode", "tracker", running=False)
+    assert validate_parameter("recognizer_image", "cropped", running=False) is None
+    assert "aligned, cropped" in validate_parameter("recognizer_image", "frontalized", running=False)
+    assert "16..1024" in validate_parameter("face_image_size", 8, running=False)
+    _, node = configs_from_parameters({"mode": "recognizer", "rep155_expression": False})
+    assert node.mode == "recognizer" and node.rep155_expression is False and node.face_image_size == 128
+
+
+@pytest.mark.parametrize("name,text,value", [
+    ("rep155", "true", True), ("rep155", "False", False), ("debug_image", "0", False), ("rep155", " yes", True),
+    ("detector_model", "/m/yunet.onnx", "/m/yunet.onnx"), ("model", "123", "123"), ("mode", "recognizer", "recognizer"),
+    ("smoothing_tau_s", "2", 2.0), ("track_min_hits", "3", 3), ("face_image_size", "96", 96),
+])
+def test_parameter_from_text(name, text, value):
+    got = parameter_from_text(name, text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("name,text,words", [
+    ("rep155", "maybe", "rep155 must be bool"), ("track_min_hits", "2.5", "track_min_hits must be int"),
+    ("confidence_threshold", "3", "0.0..1.0"), ("mode", "tracker", "detector, recognizer"),
+    ("rep15", "true", "did you mean 'rep155'"),
+])
+def test_parameter_from_text_refuses_with_the_reason(name, text, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        parameter_from_text(name, text)
+
+
+def test_unknown_launch_arguments_are_named_by_the_launch_file_run():
+    known = ["rep155", "model", "namespace"]
+    argv = ["/opt/ros/jazzy/bin/ros2", "launch", "fer_ros", "fer.launch.py", "rep155:=true", "modle:=x.onnx"]
+    reason = unknown_launch_arguments("/ws/install/fer_ros/share/fer_ros/launch/fer.launch.py", argv, known)
+    assert reason.startswith("fer.launch.py: unknown launch argument 'modle' (did you mean 'model'?)")
+    assert "namespace, model, rep155" not in reason and "it takes: model, namespace, rep155" in reason
+    assert unknown_launch_arguments("fer.launch.py", argv[:5], known) is None
+    # included by another launch file: that one checks the command line
+    replay = ["ros2", "launch", "fer_ros", "replay.launch.py", "bag:=/b", "rate:=2"]
+    assert unknown_launch_arguments("fer.launch.py", replay, known) is None
+    assert "'bag', 'rate'" in unknown_launch_arguments("replay.launch.py", replay, known)
+    assert launch_file_on_command_line(["ros2", "launch", "./launch/fer.launch.py", "a:=b"]) == "fer.launch.py"
+    assert launch_file_on_command_line(["launch_test", "test/test_node_launch.py"]) == "test_node_launch.py"
+    assert launch_file_on_command_line(["ros2", "launch", "--debug"]) is None
+
+
+def test_transport_loss_from_publication_sequence_numbers():
+    loss = TransportLoss()
+    assert loss.value() == "unknown (no frame yet)"
+    assert [loss.observe("image", n) for n in (1, 2, 3, 7, 8, 10)] == [0, 0, 0, 3, 0, 1]
+    assert loss.lost == 4 and loss.value() == 4
+    assert loss.observe("image", 1) == 0 and loss.observe("image", 3) == 1  # publisher restarted
+    assert loss.observe("other", 50) == 0 and loss.observe("other", 52) == 1  # topics counted apart
+    assert loss.value() == 6
+    assert loss.observe("image", 9, publishers=2) == 0 and loss.value() == "6+ (unknown while several publishers " \
+        "share the topic)"
+    loss.forget("other")
+    assert loss.observe("other", 90) == 0
+
+
+def test_transport_loss_unknown_without_sequence_numbers():
+    loss = TransportLoss()
+    assert loss.observe("image", None) == 0 and loss.observe("image", None) == 0
+    assert "no publication sequence numbers" in loss.value()
+    assert set(COUNTERS) >= {"frames_received", "frames_lost_in_transport", "frames_dropped", "frames_failed",
+                             "frames_processed"}
+
+
+def test_statistics_count_received_frames():
+    stats = FrameStatistics()
+    for i in range(5):
+        stats.on_input(float(i), dropped_one=i > 2)
+    s = stats.summary(5.0)
+    assert s["frames_received"] == 5 and s["frames_dropped"] == 2
+    assert set(s) - {"input_rate_hz", "processed_rate_hz", "latency_median_ms", "latency_max_ms",
+                     "faces_per_frame"} <= set(COUNTERS)
+
+
+def test_latest_per_key_keeps_the_newest_image_of_each_face():
+    inbox = LatestPerKey()
+    assert inbox.take(timeout=0.01) == {}
+    assert inbox.put("f1", 1) is False and inbox.put("f2", 1) is False
+    assert inbox.put("f1", 2) is True
+    assert inbox.take(timeout=0) == {"f1": 2, "f2": 1} and inbox.take(timeout=0.01) == {}
+    inbox.put("f3", 1)
+    inbox.discard("f3")
+    assert inbox.take(timeout=0.01) == {}
+    got = []
+    worker = threading.Thread(target=lambda: got.append(inbox.take(timeout=10)))
+    worker.start()
+    time.sleep(0.05)
+    inbox.close()
+    worker.join(timeout=2)
+    assert got == [{}]
+
+
+class _Backend:
+    """A stand-in classifier: class 0 for bright crops, class 1 for dark ones."""
+
+    classes = ("happy", "sad", "neutral")
+    input_size = 48
+
+    def __init__(self):
+        self.calls = []
+
+    def classify(self, crops, flip=False, zoom=1.0):
+        self.calls.append((crops.shape, flip, zoom))
+        bright = crops.reshape(len(crops), -1).mean(1) > 127
+        return np.array([[0.8, 0.1, 0.1] if b else [0.1, 0.8, 0.1] for b in bright], np.float32)
+
+
+def test_face_crop_cuts_the_padding_and_squares_the_face():
+    face = np.full((128, 64, 3), 200, np.uint8)  # a tall face, 0-padded to 128x128 as hri_face_detect does
+    padded = np.zeros((128, 128, 3), np.uint8)
+    padded[:, 32:96] = face
+    crop = face_crop(padded, 48)
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8 and crop.min() == 200  # no black bars left
+    assert face_crop(np.full((48, 48), 7, np.uint8), 48).shape == (48, 48)
+    assert face_crop(np.zeros((128, 128, 3), np.uint8), 48).max() == 0  # an all-black image stays whole
+
+
+def test_recognizer_classifies_smooths_and_forgets_per_face():
+    backend = _Backend()
+    config = PipelineConfig(smoothing_tau_s=1.0, confidence_threshold=0.6, flip_average=True)
+    rec = FaceRecognizer(backend, config)
+    bright, dark = np.full((128, 128, 3), 220, np.uint8), np.full((128, 128, 3), 30, np.uint8)
+    first = rec.classify({"fb": (bright, 10.0), "fa": (dark, 10.0)})
+    assert [r.face_id for r in first] == ["fa", "fb"] and backend.calls == [((2, 48, 48), True, 1.0)]
+    assert [r.label for r in first] == ["sad", "happy"] and first[1].confidence == pytest.approx(0.8)
+    # fb turns dark: its smoothed probabilities move by 1 - exp(-dt / tau), its label follows only later
+    later = rec.classify({"fb": (dark, 10.5)})
+    alpha = 1 - np.exp(-0.5)
+    np.testing.assert_allclose(later[0].probs, (1 - alpha) * np.array([0.8, 0.1, 0.1]) + alpha *
+                               np.array([0.1, 0.8, 0.1]), rtol=1e-5)
+    np.testing.assert_allclose(later[0].raw_probs, [0.1, 0.8, 0.1])
+    assert later[0].label == UNKNOWN and later[0].confidence == pytest.approx(0.525, abs=1e-3)  # below 0.6
+    rec.forget("fb")
+    assert rec.classify({"fb": (dark, 11.0)})[0].label == "sad"  # a new face starts afresh
+    assert rec.classify({"fa": (bright, 1.0)})[0].label == "happy"  # time went back: restarts too
+    assert rec.classify({}) == []

@@ -3,6 +3,7 @@
 import ast
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,13 @@ def test_package_xml_declares_every_ros_dependency():
     package = _package()
     run = {d.name for d in package.exec_depends + package.run_depends}
     used = {name.split("/")[0] for name in messages.TYPE_NAMES} - {"fer_ros"}
-    used |= _imports(ROOT / "fer_ros" / "node.py") - {"fer_ros", "sys", "threading"}
+    ours = {"fer_ros", *sys.stdlib_module_names}
+    used |= _imports(ROOT / "fer_ros" / "node.py") - ours
     for launch_file in (ROOT / "launch").glob("*.launch.py"):
-        used |= _imports(launch_file)
+        used |= _imports(launch_file) - ours
     used |= {"cv_bridge", "ros2bag", "rosidl_default_runtime", "python3-numpy", "python3-opencv", "python3-yaml"}
+    # the Haar cascades: Debian/Ubuntu's libopencv-dev recommends opencv-data (no rosdep key of its own)
+    used |= {"libopencv-dev"}
     assert used <= run, f"undeclared: {sorted(used - run)}"
     assert {"launch_testing", "launch_testing_ament_cmake"} <= {d.name for d in package.test_depends}
 
@@ -66,7 +70,10 @@ def test_cmake_generates_every_message_and_installs_the_library_after_it():
     code = "\n".join(line.split("#")[0] for line in CMAKE.splitlines())
     assert "ament_python_install_package" not in code  # would clash with the generated package (#141)
     assert CMAKE.index("rosidl_generate_interfaces(") < CMAKE.index("install(DIRECTORY fer_ros/")
-    assert re.search(r"install\(DIRECTORY launch config DESTINATION share/\$\{PROJECT_NAME\}\)", CMAKE)
+    assert re.search(r"install\(DIRECTORY launch DESTINATION share/\$\{PROJECT_NAME\}\)", CMAKE)
+    # the launch files find the parameters at share/fer_ros/config/fer.yaml; the file lives in the package
+    assert re.search(r"install\(FILES fer_ros/config/fer\.yaml DESTINATION share/\$\{PROJECT_NAME\}/config\)",
+                     CMAKE)
     assert "add_launch_test(test/test_node_launch.py" in CMAKE
 
 
@@ -87,10 +94,18 @@ def test_launch_files_use_known_parameters_and_executables():
     fer = ROOT / "launch" / "fer.launch.py"
     overrides = _assigned(fer, "OVERRIDES")
     assert set(overrides) <= set(PARAMETERS)
+    # what users set at launch (issue 13): a mode, REP-155, the detector and its model, the model, the debug image
+    assert {"mode", "rep155", "detector", "detector_model", "model", "debug_image"} <= set(overrides)
+    fer_arguments = {*overrides, *_assigned(fer, "OTHERS")}
+    assert set(_assigned(fer, "DEFAULTS")) == set(_assigned(fer, "OTHERS")) - {"config"}
     replay = ROOT / "launch" / "replay.launch.py"
-    assert set(overrides) <= set(_assigned(replay, "PASSED"))
+    assert set(overrides) <= set(_assigned(replay, "PASSED")) <= fer_arguments
+    modes = [ROOT / "launch" / f"rep155_{mode}.launch.py" for mode in ("detector", "recognizer")]
+    renamed = {"expression", "image"}  # rep155_expression and recognizer_image under a shorter name
+    for path in modes:
+        assert set(_assigned(path, "ARGUMENTS")) - renamed <= fer_arguments, path.name
     installed = {Path(p).name for p in re.search(r"install\(PROGRAMS ([^)]*) DESTINATION", CMAKE).group(1).split()}
-    for path in (fer, replay):
+    for path in (fer, replay, *modes):
         text = path.read_text()
         assert set(re.findall(r'executable="(\w+)"', text)) <= installed
         ast.parse(text)
@@ -110,7 +125,11 @@ def test_launch_descriptions_build_where_launch_is_installed():
 def test_docs_cover_every_parameter_and_launch_argument():
     for name in PARAMETERS:
         assert f"`{name}`" in DOCS, f"docs/ros.md does not describe parameter {name}"
-    for name in [*_assigned(ROOT / "launch" / "fer.launch.py", "OVERRIDES"), "config", "namespace", "use_sim_time",
-                 "bag", "rate", "loop"]:
+    fer = ROOT / "launch" / "fer.launch.py"
+    names = [*_assigned(fer, "OVERRIDES"), *_assigned(fer, "OTHERS"), "bag", "rate", "loop"]
+    for mode in ("detector", "recognizer"):
+        names += _assigned(ROOT / "launch" / f"rep155_{mode}.launch.py", "ARGUMENTS")
+        assert f"rep155_{mode}.launch.py" in DOCS
+    for name in names:
         assert f"`{name}" in DOCS, f"docs/ros.md does not describe launch argument {name}"
     assert "rosidl_python#141" in DOCS or "rosidl_python/issues/141" in DOCS
