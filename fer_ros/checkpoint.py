@@ -53,7 +53,8 @@ def load(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for truncated or foreign files
-        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first[:200]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a fer_ros checkpoint (format {FORMAT} expected)")
     missing = [k for k in REQUIRED_METADATA if k not in blob["metadata"]]

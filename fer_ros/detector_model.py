@@ -17,7 +17,8 @@ from .errors import FerRosError
 from .yunet import MODEL_NAME, MODEL_SHA256, MODEL_URL
 
 ENV_VAR = "FER_ROS_YUNET_MODEL"
-FETCH_HINT = "run `fer-ros models fetch` (downloads YuNet, 232 kB, into the user cache)"
+FETCH_HINT = ("run `fer-ros models fetch` (`python3 -m fer_ros models fetch` in a ROS 2 workspace; it downloads "
+              "YuNet, 232 kB, into the user cache)")
 
 
 class FetchError(FerRosError):

@@ -74,6 +74,9 @@ def read_labels(path: str | Path) -> Labels:
         text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as err:
         raise DataError(f"{path}: cannot read the labels: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a text file of labels (byte {err.start} is not UTF-8); give a CSV of "
+                        "frame,label rows") from None
     rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), 1)
             if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
     if not rows:

@@ -619,3 +619,23 @@ def test_loading_a_csv_shows_progress_on_a_terminal(monkeypatch, good_csv):
     monkeypatch.setattr(sys, "stderr", screen)
     data._fer2013_table.__wrapped__(good_csv, 0.0)
     assert f"reading {good_csv.name}" in screen.getvalue() and f"parsing {good_csv.name}" in screen.getvalue()
+
+
+def test_binary_labels_and_a_cut_checkpoint_are_one_line(tmp_path):
+    from fer_ros.errors import ModelFileError
+    from fer_ros.labels import read_labels
+
+    binary = tmp_path / "labels.csv"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(DataError, match=f"{binary}: not a text file of labels") as err:
+        read_labels(binary)
+    assert "\n" not in str(err.value)
+    need_module("torch", "checkpoints are read with torch")
+    from fer_ros import checkpoint
+    from fer_ros.inference import DEFAULT_MODEL
+
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(DEFAULT_MODEL.with_suffix(".pt").read_bytes()[:20000])
+    with pytest.raises(ModelFileError, match=f"{cut}: not a readable PyTorch checkpoint") as err:
+        checkpoint.load(cut)
+    assert "\n" not in str(err.value)

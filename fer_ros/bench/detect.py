@@ -1,8 +1,9 @@
 """Bench section `detect`: how many faces each detector keeps, and at what frame time.
 
-- Footage: every variant of `fer_ros.bench.footage` made from the real clips (pyfeat_single_face.mp4,
-  and pyfeat_face_noface.mov, whose face leaves at frame 72). For Haar and YuNet with the default
-  parameters and with a whole-frame scan every frame (detection_period_s 0, the reference): the
+- Footage: every variant of `fer_ros.bench.footage` made from the real clips pyfeat_single_face.mp4,
+  pyfeat_face_noface.mov (whose face leaves at frame 72) and pyfeat_noface_face.mov (a face comes).
+  For Haar and YuNet with the default parameters and with a whole-frame scan every frame
+  (detection_period_s 0, the reference): the
   median frame time, the frames with a face, the keep rate (frames with a face that the reference
   also reports, over the reference's; the goal is >= 0.99), the share of those frames on which both
   put the same label on the face, and the frames still reporting a face after it left.
@@ -23,7 +24,8 @@ from .footage import VARIANTS, Keep, frames
 from .frame import SHARED
 
 CLIPS = {"single_face": SHARED / "samples" / "video" / "pyfeat_single_face.mp4",
-         "face_noface": SHARED / "samples" / "video" / "pyfeat_face_noface.mov"}
+         "face_noface": SHARED / "samples" / "video" / "pyfeat_face_noface.mov",
+         "noface_face": SHARED / "samples" / "video" / "pyfeat_noface_face.mov"}
 NO_FACE = SHARED / "samples" / "video" / "pyfeat_no_face.mp4"
 PHOTOS = SHARED / "samples" / "faces"
 #: the frame of pyfeat_face_noface.mov from which on no face is in the picture
