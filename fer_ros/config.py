@@ -69,7 +69,7 @@ class PipelineConfig:
     flip_average: bool = _param(True, "average each face with its mirror image: about +1 point of accuracy "
                                       "for twice the classifier time (~0.5 ms per face)")
     zoom_average: float = _param(1.0, "also average each face with its centre magnified this many times (and, "
-                                      "with flip_average, its mirror); 1.1 gains 0.9 points on FER2013 PublicTest "
+                                      "with flip_average, its mirror); 1.1 gains 0.8 points on FER2013 PublicTest "
                                       "but is not shown to help on camera images; 1 = off", range=(1.0, 1.5))
     confidence_threshold: float = _param(0.4, "below this smoothed probability the label is 'unknown'",
                                          range=(0.0, 1.0))

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 ARCHS = ("arch1", "arch2", "arch3", "arch4")
+#: converted, not trainable: `build_model` rebuilds them from checkpoints (distillation teachers)
+TEACHER_ARCHS = ("faceapi_expression",)
 
 
 def conv_bn_relu(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
@@ -100,8 +102,12 @@ class Classifier(nn.Module):
         return torch.softmax(self.model(x).float(), dim=1)
 
 
-def build_model(name: str, n_classes: int = 7, in_channels: int = 1, dropout: float = 0.5) -> FERNet:
-    """Build ARCH-1..4 by name ("arch1".."arch4")."""
+def build_model(name: str, n_classes: int = 7, in_channels: int = 1, dropout: float = 0.5) -> nn.Module:
+    """Build ARCH-1..4 by name ("arch1".."arch4"), or a teacher of TEACHER_ARCHS."""
+    if name == "faceapi_expression":
+        from .faceapi import FaceExpressionNet
+
+        return FaceExpressionNet(n_classes, in_channels)
     key = name.lower().replace("-", "").replace("_", "")
     if key not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHS)}")

@@ -13,19 +13,39 @@ INPUT_SIZE = 48
 NORMALIZATION = {"mean": 0.0, "std": 255.0}
 
 
-def to_input(crops, size: int = INPUT_SIZE, mean: float = NORMALIZATION["mean"],
-             std: float = NORMALIZATION["std"]) -> np.ndarray:
-    """Grey uint8 crops, (N, H, W) array or list of (H, W), to float32 (N, 1, size, size)."""
+def to_input(crops, size: int = INPUT_SIZE, mean: float | list = NORMALIZATION["mean"],
+             std: float = NORMALIZATION["std"], channels: int = 1,
+             interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Grey uint8 crops, (N, H, W) array or list of (H, W), to float32 (N, channels, size, size).
+
+    Crops of another size are resized with `interpolation`; grey is replicated to `channels`;
+    `mean` is one grey level or one per channel (e.g. an RGB teacher's mean colour).
+    """
     if isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.shape[1:] == (size, size):
         batch = crops
     else:
         batch = np.stack([c if c.shape == (size, size)
-                          else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+                          else cv2.resize(c, (size, size), interpolation=interpolation)
                           for c in crops]) if len(crops) else np.zeros((0, size, size), np.uint8)
     out = batch.astype(np.float32)[:, None]
-    out -= mean
+    if channels > 1:
+        out = np.repeat(out, channels, axis=1)
+    out -= mean if np.isscalar(mean) else np.asarray(mean, np.float32).reshape(1, channels, 1, 1)
     out *= 1.0 / std
     return out
+
+
+def model_input(crops, metadata: dict) -> np.ndarray:
+    """`to_input` for the model a checkpoint's metadata describes (input_size, in_channels, normalization).
+
+    Crops smaller than the input size (48x48 for the 112x112 face-api.js teacher) are enlarged
+    bilinearly, the interpolation face-api.js itself resizes with (tf.image.resizeBilinear, canvas
+    scaling); bicubic scores no better overall. Larger crops are area-averaged, as `to_input` does.
+    """
+    size, norm = metadata["input_size"], metadata["normalization"]
+    small = len(crops) > 0 and min(crops[0].shape) < size
+    return to_input(crops, size, norm["mean"], norm["std"], channels=metadata["in_channels"],
+                    interpolation=cv2.INTER_LINEAR if small else cv2.INTER_AREA)
 
 
 def magnify(batch: np.ndarray, factor: float) -> np.ndarray:

@@ -59,6 +59,11 @@ class TrainConfig:
     zoom: float = 0.1  # +-
     hflip: bool = True
     erase: float = 0.0  # probability of blanking a random rectangle (2-33% of the crop) to its mean grey
+    photometric: float = 0.0  # probability of a random gamma (0.6-1.6), contrast (0.6-1.4) and brightness (+-0.15)
+    blur: float = 0.0  # probability of a Gaussian blur, sigma 0.3-1.5 px
+    noise: float = 0.0  # probability of Gaussian noise, sigma 0-0.05 (of the 0..1 grey range)
+    lowres: float = 0.0  # probability of shrinking the crop to 16-40 px and back (a small, upsampled face)
+    logit_adjust: float = 0.0  # tau of the logit-adjusted loss (Menon et al. 2021): logits + tau * log(prior)
     tta_flip: bool = False  # validate on the mean of the image and its mirror
     seed: int = 0
     num_threads: int = 0  # torch threads per process; 0 = cores / processes
@@ -72,28 +77,72 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        """Read a config; DataError naming the file and key for anything unreadable or mistyped."""
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise DataError(f"{path}: cannot read the training config ({e})") from None
+        """Read a config, then `overrides` (None: keep the file's value). Every key and value, from the file or
+        an override (`fer-ros train --set`, --epochs, ...), goes through the same checks before any work
+        starts; a DataError names where it came from and the key (an unknown one with the nearest name).
+
+        A field's range or choices come from its metadata, ``field(default=0.0, metadata={"range": (0.0, 1.0)})``
+        (or {"choices": (...)}), else from the table below; a field with neither is only type-checked.
+        """
+        import difflib
+
+        from .errors import read_yaml
+
+        limits = {  # (lo, hi) closed ranges and tuples of choices, for fields whose metadata has none
+            "arch": tuple(ARCHS), "optimizer": ("sgd", "adam", "adamw"), "schedule": ("cosine", "plateau", "constant"),
+            "bf16": ("auto", "on", "off"),
+            "epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (1e-8, 10.0), "weight_decay": (0.0, 1.0),
+            "warmup_epochs": (0, 100_000), "plateau_factor": (1e-4, 1.0), "plateau_patience": (0, 100_000),
+            "early_stop_patience": (0, 100_000), "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.99),
+            "rotation": (0.0, 180.0), "shift": (0.0, 0.5), "zoom": (0.0, 0.9), "erase": (0.0, 1.0),
+            "photometric": (0.0, 1.0), "blur": (0.0, 1.0), "noise": (0.0, 1.0), "lowres": (0.0, 1.0),
+            "logit_adjust": (0.0, 1.0), "seed": (0, 2 ** 32 - 1), "num_threads": (0, 4096), "max_rows": (0, 10 ** 9),
+            "distill_weight": (0.0, 1.0), "distill_temperature": (0.05, 100.0),
+        }
+        raw = read_yaml(path, "training config", DataError)
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
-            raise DataError(f"{path}: a training config is a mapping of keys to values")
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(raw) - set(types))
-        if unknown:
-            raise DataError(f"{path}: unknown config keys {unknown}; known: {sorted(types)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
+            raise DataError(f"{path}: a training config is a mapping of keys to values, not a "
+                            f"{type(raw).__name__}; see training/configs/paper.yaml")
+        known = {f.name: f for f in fields(cls)}
+        given = {k: v for k, v in overrides.items() if v is not None}
+
+        def where(key) -> str:
+            return f"override {key}={given[key]!r}: " if key in given else f"{path}: "
+
+        for values in (raw, given):
+            unknown = [str(k) for k in values if k not in known]
+            if unknown:
+                near = difflib.get_close_matches(unknown[0], list(known), n=1, cutoff=0.6)
+                raise DataError(f"{where(unknown[0])}unknown config keys {unknown}"
+                                f"{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                                "the keys are TrainConfig's fields, as in training/configs/paper.yaml")
+        raw.update(given)
         if isinstance(raw.get("bf16"), bool):  # YAML reads a bare on/off as a boolean
             raw["bf16"] = "on" if raw["bf16"] else "off"
         for key, value in raw.items():
-            kinds = [a for a in typing.get_args(types[key]) if a is not type(None)] or [types[key]]
+            f = known[key]
+            args = typing.get_args(f.type)
+            kinds = [a for a in args if a is not type(None)] or [f.type]
+            names = " or ".join(k.__name__ for k in kinds)
+            if value is None:
+                if type(None) not in args:
+                    raise DataError(f"{where(key)}{key} must be {names}, not empty")
+                continue
             accepted = tuple(kinds) + ((int,) if float in kinds else ())
-            if value is not None and (not isinstance(value, accepted) or
-                                      (isinstance(value, bool) and bool not in kinds)):
-                raise DataError(f"{path}: {key} must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
-        if raw.get("arch", cls.arch) not in ARCHS:
-            raise DataError(f"{path}: unknown arch {raw['arch']!r}: choose one of {', '.join(ARCHS)}")
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in kinds):
+                raise DataError(f"{where(key)}{key} must be {names}, not {value!r}")
+            bound = f.metadata.get("range") or f.metadata.get("choices") or limits.get(key)
+            if key == "arch" and value not in bound:
+                raise DataError(f"{where(key)}unknown arch {value!r}: choose one of {', '.join(bound)}")
+            if isinstance(bound, tuple) and bound and isinstance(bound[0], str) and value not in bound:
+                raise DataError(f"{where(key)}{key} must be one of {', '.join(bound)}, not {value!r}")
+            if (isinstance(bound, tuple) and len(bound) == 2 and not isinstance(bound[0], str)
+                    and not bound[0] <= value <= bound[1]):  # NaN fails too
+                raise DataError(f"{where(key)}{key} must be within {bound[0]}..{bound[1]}, not {value!r}")
+            if key == "teacher" and isinstance(value, list) and not (value and all(isinstance(v, str) and v
+                                                                                     for v in value)):
+                raise DataError(f"{where(key)}teacher must be a checkpoint path or a list of them, not {value!r}")
         return cls(**raw)
 
 
@@ -115,15 +164,34 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Check the config, every override and the paths it names, and the output folder, then train."""
+    from .cli import check_output
+    from .errors import yaml_problem
+
     overrides = {k: getattr(args, k) for k in ("arch", "data", "pixels", "epochs", "batch_size", "lr",
                                                "max_rows", "bf16")}
     for setting in args.settings:
         key, sep, value = setting.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             raise DataError(f"--set {setting}: write KEY=VALUE, e.g. --set lr=0.01")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise DataError(f"--set {setting}: the value is not YAML ({yaml_problem(e)})") from None
+        if overrides[key] is None:
+            raise DataError(f"--set {setting}: no value; write KEY=VALUE, e.g. --set lr=0.01")
     cfg = TrainConfig.from_yaml(args.config, **overrides)
-    train(cfg, Path(args.out), resume=args.resume)
+    teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher or []
+    for key, value in [("data", cfg.data), ("val_data", cfg.val_data), ("pixels", cfg.pixels),
+                       ("init_from", cfg.init_from), *(("teacher", t) for t in teachers)]:
+        if value is not None and not Path(value).exists():
+            raise DataError(f"{args.config}: {key} {value}: no such file or folder; fix the path (or override it: "
+                            f"--set {key}=PATH)")
+    out = check_output(args.out, "--out", "folder", inputs=[args.config, cfg.data, cfg.val_data, cfg.pixels])
+    if args.resume and not (out / "last.pt").is_file():
+        raise DataError(f"--resume: {out / 'last.pt'} does not exist; start without --resume")
+    train(cfg, out, resume=args.resume)
     return 0
 
 
@@ -158,7 +226,43 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
                          torch.stack([sin * flip, cos, u(2 * cfg.shift)], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = capture_shift(x, cfg, gen)
     return erase(x, cfg.erase, gen) if cfg.erase > 0 else x
+
+
+def capture_shift(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Cameras that are not FER2013's: each of lowres, blur, photometric and noise hits an image
+    (N,1,H,W, grey 0..1) with its probability in cfg; images it does not hit are left as they are."""
+    n, _, h, w = x.shape
+
+    def hit(p):
+        return (torch.rand(n, generator=gen) < p).view(n, 1, 1, 1)
+
+    def u(lo, hi):
+        return (lo + (hi - lo) * torch.rand(n, generator=gen)).view(n, 1, 1, 1)
+
+    if cfg.lowres > 0:
+        side = int(torch.randint(16, 41, (1,), generator=gen))  # one size a batch: one resize call
+        small = F.interpolate(x, size=(side, side), mode="area")
+        x = torch.where(hit(cfg.lowres), F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False), x)
+    if cfg.blur > 0:
+        sigma = u(0.3, 1.5).view(n, 1)
+        taps = torch.arange(-3, 4, dtype=x.dtype).view(1, 7)
+        k = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+        k = (k / k.sum(1, keepdim=True)).to(x.device, x.dtype)
+        planes = F.pad(x.view(1, n, h, w), (3, 3, 3, 3), mode="replicate")
+        planes = F.conv2d(planes, k.view(n, 1, 1, 7), groups=n)
+        planes = F.conv2d(planes, k.view(n, 1, 7, 1), groups=n)
+        x = torch.where(hit(cfg.blur), planes.view(n, 1, h, w), x)
+    if cfg.photometric > 0:
+        gamma = torch.exp(u(math.log(0.6), math.log(1.6)))
+        mean = x.mean((2, 3), keepdim=True)
+        shifted = (x.clamp(0, 1) ** gamma - mean) * u(0.6, 1.4) + mean + u(-0.15, 0.15)
+        x = torch.where(hit(cfg.photometric), shifted.clamp(0, 1), x)
+    if cfg.noise > 0:
+        noisy = x + torch.randn(x.shape, generator=gen) * u(0.0, 0.05)
+        x = torch.where(hit(cfg.noise), noisy.clamp(0, 1), x)
+    return x
 
 
 def erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -229,11 +333,14 @@ class Schedule:
         self.scale, self.best_loss, self.bad_epochs = s["scale"], s["best_loss"], s["bad_epochs"]
 
 
-def train_step(net, opt, x: torch.Tensor, y: torch.Tensor, label_smoothing: float, amp):
-    """One optimisation step on a batch; returns (loss, logits). y: labels or soft targets."""
+def train_step(net, opt, x: torch.Tensor, y: torch.Tensor, label_smoothing: float, amp,
+               logit_offset: torch.Tensor | None = None):
+    """One optimisation step on a batch; returns (loss, logits). y: labels or soft targets;
+    logit_offset (C,) is added to the logits in the loss only (logit adjustment)."""
     with amp():
         logits = net(x).float()
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    adjusted = logits if logit_offset is None else logits + logit_offset
+    loss = F.cross_entropy(adjusted, y, label_smoothing=label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -258,18 +365,38 @@ def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
 
     The teacher sees each training crop once, unaugmented; its mirror average makes the targets
     fit a flipped crop as well as the original. A list of teachers is an ensemble: the mean of
-    their probabilities.
+    their probabilities. Each teacher gets its own input (size, channels, normalization from its
+    metadata: `preprocess.model_input`), built 1024 crops at a time. A teacher's probabilities are
+    kept beside it (`<teacher>.probs/<key>.npy`, keyed by its checksum, the crops and the temperature)
+    and read back by later runs and `--resume`.
     """
-    x = torch.from_numpy(to_input(data.images))
+    import hashlib
+
+    from .preprocess import model_input
+
     probs = 0
     teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher
+    crops = hashlib.sha256(np.ascontiguousarray(data.images).tobytes()).hexdigest()[:16]
     for path in teachers:
+        blob = checkpoint.load(path)
+        key = f"{blob['sha256'][:16]}-{crops}-T{cfg.distill_temperature:g}"
+        cache = Path(str(path) + ".probs") / f"{key}.npy"
+        if cache.is_file():
+            probs = probs + torch.from_numpy(np.load(cache)) / len(teachers)
+            continue
         teacher, meta = checkpoint.load_model(path)
         if tuple(meta["classes"]) != data.classes:
             raise DataError(f"{path}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
-        probs = probs + torch.cat([F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
-                                   F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1)
-                                   for xb in x.split(1024)]) / (2 * len(teachers))
+        xs = (torch.from_numpy(model_input(data.images[i:i + 1024], meta)) for i in range(0, len(data), 1024))
+        mine = torch.cat([F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
+                          F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1) for xb in
+                          tqdm(xs, desc=f"teacher {Path(path).name}", total=-(-len(data) // 1024), leave=False)]) / 2
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            np.save(cache, mine.numpy())
+        except OSError:  # a read-only place: the run goes on without the cache
+            pass
+        probs = probs + mine / len(teachers)
     labels = torch.from_numpy(data.targets).float() if data.targets.ndim == 2 else \
         F.one_hot(torch.from_numpy(data.targets).long(), len(data.classes)).float()
     return ((1 - cfg.distill_weight) * labels + cfg.distill_weight * probs).numpy()
@@ -330,6 +457,10 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     steps = max(1, len(x_train) // (per_rank * world))
     sched = Schedule(opt, cfg, steps)
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    logit_offset = None
+    if cfg.logit_adjust:
+        prior = (y_train.float() if y_train.ndim == 2 else F.one_hot(y_train, len(classes)).float()).mean(0)
+        logit_offset = cfg.logit_adjust * prior.clamp(min=1e-6).log()
 
     out.mkdir(parents=True, exist_ok=True)
     history, start, best = [], 0, {"val_accuracy": -1.0}
@@ -367,7 +498,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
             xb = augment(x_train[idx], cfg, gen).contiguous(memory_format=torch.channels_last)
             yb = y_train[idx]
             lr = sched.step(epoch, step)
-            loss, logits = train_step(net, opt, xb, yb, cfg.label_smoothing, amp)
+            loss, logits = train_step(net, opt, xb, yb, cfg.label_smoothing, amp, logit_offset)
             hard = yb.argmax(1) if yb.ndim == 2 else yb
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == hard).sum().item()

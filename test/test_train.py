@@ -108,6 +108,59 @@ def test_distillation_mixes_labels_with_the_teachers_probabilities(tmp_path):
     assert checkpoint.load(tmp_path / "student" / "best.pt")["metadata"]["config"]["teacher"] == teacher
 
 
+def test_teacher_probabilities_are_kept_beside_the_teacher_and_read_back(tmp_path):
+    import numpy as np
+
+    csv = write_fer_csv(tmp_path / "fer.csv", [i % 7 for i in range(40)], ["Training"] * 32 + ["PublicTest"] * 8)
+    train(TrainConfig(data=str(csv), epochs=1, **QUICK), tmp_path / "teacher")
+    teacher = tmp_path / "teacher" / "best.pt"
+    data = load_dataset(str(csv), "Training")
+    first = distill_targets(TrainConfig(teacher=str(teacher), distill_weight=1.0), data)
+    kept = list((tmp_path / "teacher" / "best.pt.probs").glob("*.npy"))
+    assert len(kept) == 1
+    np.save(kept[0], np.full_like(np.load(kept[0]), 1 / 7))  # what is read back is the file
+    assert np.allclose(distill_targets(TrainConfig(teacher=str(teacher), distill_weight=1.0), data), 1 / 7)
+    assert not np.allclose(first, 1 / 7)
+    distill_targets(TrainConfig(teacher=str(teacher), distill_weight=1.0, distill_temperature=3.0), data)
+    assert len(list(kept[0].parent.glob("*.npy"))) == 2, "another temperature is another file"
+
+
+def test_capture_shift_augmentation_changes_only_the_images_it_hits():
+    from fer_ros.train import capture_shift
+
+    x = torch.rand(400, 1, 48, 48) * 0.5 + 0.25
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(capture_shift(x, TrainConfig(), gen), x)
+    for knob in ("lowres", "blur", "photometric", "noise"):
+        y = capture_shift(x, TrainConfig(**{knob: 0.5}), gen)
+        changed = (y - x).abs().flatten(1).amax(1) > 1e-6
+        assert 0.35 < changed.float().mean() < 0.65, knob
+        assert y.min() >= 0 and y.max() <= 1 and y.shape == x.shape
+    blurred = capture_shift(x, TrainConfig(blur=1.0), gen)
+    assert blurred.std() < x.std()  # blur smooths the noise image
+
+
+def test_logit_adjusted_loss_sees_the_prior_added_to_the_logits():
+    """With logits + log(prior) in the loss, a model that outputs the same logits for every class already
+    fits the label distribution: one step leaves it as it is, where the plain loss moves it towards happy."""
+    import contextlib
+
+    from fer_ros.train import train_step
+
+    y = torch.tensor([3] * 12 + [1] * 1 + [0] * 3)
+    prior = torch.bincount(y, minlength=7).float() / len(y)
+    biases = {}
+    for name, offset in (("plain", None), ("adjusted", prior.clamp(min=1e-6).log())):
+        net = torch.nn.Linear(1, 7)
+        torch.nn.init.zeros_(net.weight)
+        torch.nn.init.zeros_(net.bias)
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        train_step(net, opt, torch.zeros(len(y), 1), y, 0.0, contextlib.nullcontext, offset)
+        biases[name] = net.bias.detach()
+    assert biases["plain"][3] > 0.1 and biases["plain"][1] < 0
+    assert biases["adjusted"].abs().max() < 1e-4 < biases["plain"].abs().max()
+
+
 def test_erasing_blanks_one_rectangle_in_about_p_of_the_images():
     x = torch.rand(2000, 1, 48, 48)
     y = erase(x, 0.5, torch.Generator().manual_seed(0))
