@@ -44,7 +44,7 @@ def frames(name: str, step: int = 1):
 
 @pytest.mark.parametrize("detector", ["haar", "yunet"])
 def test_one_stable_id_through_a_clip(backend, detector):
-    config = load_config(detector=detector, detector_model=str(YUNET) if detector == "yunet" else None)
+    config = load_config(detector=detector, detector_model=str(need(YUNET)) if detector == "yunet" else None)
     pipeline = Pipeline(config, backend)
     ids = [[f.track_id for f in pipeline.process(frame, stamp).faces] for stamp, frame in
            frames("pyfeat_single_face.mp4", step=2)]  # 15 fps keeps the test quick
