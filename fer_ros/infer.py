@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from .cli import check_output, number
 from .config import add_arguments as config_arguments
@@ -52,7 +53,7 @@ def run(args) -> int:
                 failed += 1
                 continue
             if not processed:  # said once, when there is something to detect in
-                print(f"fer-ros infer: {pipeline.detector_note}", file=sys.stderr)
+                tqdm.write(f"fer-ros infer: {pipeline.detector_note}", file=sys.stderr)  # above the progress bar
             result = pipeline.process_image(image) if source.still else pipeline.process(image, stamp)
             processed += 1
             print(json.dumps({"source": name, "frame": index, **result.to_dict()}), flush=True)
@@ -99,8 +100,6 @@ class _Source:
                 raise ImageError(f"cannot open camera {target}")
 
     def frames(self, limit: int | None) -> Iterator[tuple[str, int, float, np.ndarray | None]]:
-        from tqdm import tqdm
-
         if self.video is not None:
             for index, (stamp, image) in enumerate(tqdm(self.video.frames(max_frames=limit), desc="frames",
                                                         unit="frame", total=self.video.count(max_frames=limit) or None,
