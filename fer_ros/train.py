@@ -73,6 +73,7 @@ class TrainConfig:
     teacher: str | list | None = None  # distil from this checkpoint (a list: their mean), see distill_targets
     distill_weight: float = 0.5  # share of the teacher's probabilities in each target (the rest: the label)
     distill_temperature: float = 2.0  # the teacher's logits are divided by this before the softmax
+    distill_mirror: bool = True  # the teacher's probabilities averaged with its mirror image's (else the image's own)
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
 
     @classmethod
@@ -361,7 +362,8 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
 @torch.no_grad()
 def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
-    """Soft targets (N, C): (1 - w) * label + w * the teacher's mirror-averaged probabilities at temperature T.
+    """Soft targets (N, C): (1 - w) * label + w * the teacher's (mirror-averaged, unless not distill_mirror)
+    probabilities at temperature T.
 
     The teacher sees each training crop once, unaugmented; its mirror average makes the targets
     fit a flipped crop as well as the original. A list of teachers is an ensemble: the mean of
@@ -379,7 +381,7 @@ def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
     crops = hashlib.sha256(np.ascontiguousarray(data.images).tobytes()).hexdigest()[:16]
     for path in teachers:
         blob = checkpoint.load(path)
-        key = f"{blob['sha256'][:16]}-{crops}-T{cfg.distill_temperature:g}"
+        key = f"{blob['sha256'][:16]}-{crops}-T{cfg.distill_temperature:g}{'' if cfg.distill_mirror else '-own'}"
         cache = Path(str(path) + ".probs") / f"{key}.npy"
         if cache.is_file():
             probs = probs + torch.from_numpy(np.load(cache)) / len(teachers)
@@ -388,9 +390,10 @@ def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
         if tuple(meta["classes"]) != data.classes:
             raise DataError(f"{path}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
         xs = (torch.from_numpy(model_input(data.images[i:i + 1024], meta)) for i in range(0, len(data), 1024))
-        mine = torch.cat([F.softmax(teacher(xb) / cfg.distill_temperature, 1) +
-                          F.softmax(teacher(xb.flip(3)) / cfg.distill_temperature, 1) for xb in
-                          tqdm(xs, desc=f"teacher {Path(path).name}", total=-(-len(data) // 1024), leave=False)]) / 2
+        views = (lambda xb: (xb, xb.flip(3))) if cfg.distill_mirror else (lambda xb: (xb,))
+        mine = torch.cat([sum(F.softmax(teacher(v) / cfg.distill_temperature, 1) for v in views(xb)) for xb in
+                          tqdm(xs, desc=f"teacher {Path(path).name}", total=-(-len(data) // 1024), leave=False)])
+        mine /= 2 if cfg.distill_mirror else 1
         try:
             cache.parent.mkdir(exist_ok=True)
             np.save(cache, mine.numpy())

@@ -123,6 +123,13 @@ def test_teacher_probabilities_are_kept_beside_the_teacher_and_read_back(tmp_pat
     assert not np.allclose(first, 1 / 7)
     distill_targets(TrainConfig(teacher=str(teacher), distill_weight=1.0, distill_temperature=3.0), data)
     assert len(list(kept[0].parent.glob("*.npy"))) == 2, "another temperature is another file"
+    own = distill_targets(TrainConfig(teacher=str(teacher), distill_weight=1.0, distill_mirror=False), data)
+    model, _ = checkpoint.load_model(teacher)
+    with torch.no_grad():
+        direct = torch.softmax(model(torch.from_numpy(__import__("fer_ros.preprocess", fromlist=["x"]).to_input(
+            data.images))) / 2.0, 1).numpy()
+    assert np.allclose(own, direct, atol=1e-5), "distill_mirror=False: the image's own probabilities"
+    assert len(list(kept[0].parent.glob("*.npy"))) == 3
 
 
 def test_capture_shift_augmentation_changes_only_the_images_it_hits():

@@ -33,11 +33,14 @@ RUNS = Path("runs")
 #: MODEL_CARD's variants: name -> (training config or None for the shipped model, prior correction tau or None)
 VARIANTS = {"shipped until now": (None, None), "capture-shift fine-tune": ("fer2013_robust", None),
             "face-api.js distillation + capture shift": ("fer2013_faceapi_shift", None),
-            "face-api.js distillation": ("fer2013_faceapi", None), "logit-adjusted loss": ("fer2013_balanced", None),
+            "face-api.js distillation": ("fer2013_faceapi", None),
+            "face-api.js's own probabilities, weight 0.7": ("fer2013_faceapi_own", None),
+            "logit-adjusted loss": ("fer2013_balanced", None),
             "shipped until now + prior correction 0.25": (None, 0.25),
             "shipped until now + prior correction 0.5": (None, 0.5),
             "face-api.js distillation + capture shift + prior correction 0.5": ("fer2013_faceapi_shift", 0.5),
             "face-api.js distillation + prior correction 0.5": ("fer2013_faceapi", 0.5),
+            "face-api.js's own probabilities, weight 0.7 + prior correction 0.5": ("fer2013_faceapi_own", 0.5),
             "logit-adjusted loss + prior correction 0.5": ("fer2013_balanced", 0.5)}
 
 
