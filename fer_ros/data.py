@@ -284,7 +284,7 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detecto
     if detector is None and crops != "crops":
         from .faces import make_detector
 
-        detector = make_detector("auto", thorough=True)
+        detector = make_detector("auto")
     skipped, framing, images, labels = Counter(), Counter(), [], []
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
@@ -306,7 +306,7 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detecto
                 crop = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
                 framing["as crops"] += 1
             else:
-                faces = detector.detect(img)
+                faces = detector.detect(img, still=True)
                 if not faces:
                     skipped["no face found"] += 1
                     continue

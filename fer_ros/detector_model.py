@@ -6,7 +6,6 @@ the `detector_model` parameter, `$FER_ROS_YUNET_MODEL` and the cache
 (`$XDG_CACHE_HOME/fer_ros`, default `~/.cache/fer_ros`).
 """
 
-import hashlib
 import os
 import tempfile
 import urllib.error
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import FerRosError
+from .modelfile import sha256
 from .yunet import MODEL_NAME, MODEL_SHA256, MODEL_URL
 
 ENV_VAR = "FER_ROS_YUNET_MODEL"
@@ -23,6 +23,14 @@ FETCH_HINT = ("run `fer-ros models fetch` (`python3 -m fer_ros models fetch` in 
 
 class FetchError(FerRosError):
     """A download failed or did not match its checksum."""
+
+
+class ChecksumError(FetchError):
+    """A download that is not the file expected; `got` is its SHA-256."""
+
+    def __init__(self, message: str, got: str):
+        super().__init__(message)
+        self.got = got
 
 
 def cache_dir() -> Path:
@@ -47,23 +55,16 @@ def find_yunet(explicit: str | Path | None = None) -> tuple[Path | None, str]:
                   f"YuNet finds more faces and is faster: {FETCH_HINT}")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str = MODEL_SHA256, timeout: float = 60.0,
+def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None = MODEL_SHA256, timeout: float = 60.0,
           progress=None) -> Path:
-    """Download `url` to `dest` (default: the cache), keeping it only if its SHA-256 is `expected`.
+    """Download `url` to `dest` (default: the cache), keeping it only if its SHA-256 is `expected` (None:
+    any file).
 
     The file is written beside `dest` under a temporary name and renamed into place once checked, so a
     failed or corrupted download never leaves a file that `find_yunet` would take.
     """
     dest = Path(dest) if dest else cache_dir() / MODEL_NAME
-    if dest.is_file() and sha256(dest) == expected:
+    if expected is not None and dest.is_file() and sha256(dest.read_bytes()) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -74,11 +75,11 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str = MODEL_
                 out.write(block)
                 if progress:
                     progress(len(block), total)
-        got = sha256(Path(tmp))
-        if got != expected:
-            raise FetchError(f"{url}: SHA-256 {got} is not the published {expected}; the file was not kept "
-                             "(a corrupted or substituted download: try again, or download it by hand and "
-                             "check it)")
+        got = sha256(Path(tmp).read_bytes())
+        if expected is not None and got != expected:
+            raise ChecksumError(f"{url}: SHA-256 {got} is not the published {expected}; the file was not kept "
+                                "(a corrupted or substituted download: try again, or download it by hand and "
+                                "check it)", got)
         os.replace(tmp, dest)
         return dest
     except (urllib.error.URLError, OSError) as e:

@@ -92,8 +92,6 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
     if Path(data).is_dir() and crops != "crops":
         faces = faces or load_config()
         detector, margin = Pipeline.make_detector(faces), faces.margin
-        if hasattr(detector, "thorough"):
-            detector.thorough = True  # still images can afford it
     dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=classes, detector=detector,
                            crops=crops, margin=margin)
     keep, y, skipped = to_model_labels(dataset, classes)

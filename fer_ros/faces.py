@@ -55,8 +55,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Detector(Protocol):
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a BGR (H, W, 3) or grey (H, W) uint8 image."""
+    def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
+        """Faces in a BGR (H, W, 3) or grey (H, W) uint8 image; `still`: a still image, which can afford a
+        slower, more thorough scan."""
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
         """Faces found again near the given (x, y, w, h) boxes."""
@@ -102,11 +103,12 @@ class HaarDetector:
     0.25-0.65 face widths apart, level within 30 degrees). An image smaller than `detection_size` is
     enlarged to it, so faces down to about 24 / detection_size of its side are found.
 
-    `thorough` whole-frame scans also look for half-profile faces (the profile cascade on the image and
-    its mirror, with `min_neighbors` + 2) and for faces tilted by +-`TILT` degrees (the frontal cascade
-    on rotated copies; such a face gets eye positions from its tilt, to level its crop); overlapping
-    finds are merged by non-maximum suppression. About five times the work of a plain scan: what still
-    images can afford (`Pipeline.process_image`), and a stream can choose (`haar_thorough`).
+    `thorough` whole-frame scans, and those of still images (`detect(image, still=True)`), also look
+    for half-profile faces (the profile cascade on the image and its mirror, with `min_neighbors` + 2)
+    and for faces tilted by +-`TILT` degrees (the frontal cascade on rotated copies; such a face gets
+    eye positions from its tilt, to level its crop); overlapping finds are merged by non-maximum
+    suppression. About five times the work of a plain scan: what still images can afford, and a stream
+    can choose (`haar_thorough`).
     """
 
     name = "haar"
@@ -128,7 +130,7 @@ class HaarDetector:
         self.min_neighbors = min_neighbors
         self.thorough = thorough
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
         if 0 < max(small.shape[:2]) < self.detection_size:  # enlarge a small image: faces under 24 px are lost
             f = self.detection_size / max(small.shape[:2])
@@ -136,7 +138,7 @@ class HaarDetector:
                                interpolation=cv2.INTER_LINEAR)
             scale = image.shape[1] / small.shape[1]
         faces = self._scan(image, small, scale, np.zeros(2, np.float32), near=False)
-        if self.thorough:
+        if self.thorough or still:
             grey = _grey(small)
             faces += self._profiles(grey, scale) + self._tilted(grey, scale)
             faces = _suppress(faces, 0.3)
@@ -306,7 +308,7 @@ class YuNetDetector:
         self.path = path
         self.detection_size = detection_size
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)

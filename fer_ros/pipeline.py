@@ -134,20 +134,15 @@ class Pipeline:
         """One still image, on its own: every face found is reported (a stream's `process` reports a face once
         seen `track_min_hits` frames in a row), and Haar scans thoroughly. Forgets the stream's tracks."""
         self.reset()
-        min_hits, self.tracker.min_hits = self.tracker.min_hits, 1
-        thorough = getattr(self.detector, "thorough", None)
-        if thorough is not None:
-            self.detector.thorough = True
-        try:
-            return self.process(image, 0.0)
-        finally:
-            self.tracker.min_hits = min_hits
-            if thorough is not None:
-                self.detector.thorough = thorough
-            self.reset()
+        result = self._process(image, 0.0, still=True)
+        self.reset()
+        return result
 
     def process(self, image: np.ndarray, stamp: float) -> FrameResult:
         """Run one BGR (H, W, 3) or grey (H, W) uint8 frame taken at `stamp` seconds."""
+        return self._process(image, stamp, still=False)
+
+    def _process(self, image: np.ndarray, stamp: float, still: bool) -> FrameResult:
         check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
         c = self.config
         t0 = time.perf_counter()
@@ -159,14 +154,14 @@ class Pipeline:
         full = last is None or not 0.0 < stamp - last < c.detection_period_s or not tracks or \
             any(not t.confirmed or t.missed > 0 or t.face is None or t.face.carried for t in tracks)
         if full:
-            faces = self.detector.detect(image)
+            faces = self.detector.detect(image, still=still)
             self._last_scan = stamp
         else:
             faces = self.detector.detect_near(image, [t.box for t in self.tracker.tracks])
         big = [f for f in faces if min(f.box[2], f.box[3]) >= c.min_face_size]
         n_small = len(faces) - len(big)
         t1 = time.perf_counter()
-        tracks = self.tracker.update([f.box for f in big], stamp)
+        tracks = self.tracker.update([f.box for f in big], stamp, min_hits=1 if still else None)
         self.carrier.next_frame(image)
         for face, track in zip(big, tracks, strict=True):
             track.face, track.appearance = face, self.carrier.patch(face.box)

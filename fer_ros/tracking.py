@@ -74,8 +74,9 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 1
 
-    def update(self, boxes: np.ndarray, stamp: float | None = None) -> list[Track]:
-        """Advance one frame with its (N, 4) x, y, w, h detections; the track of each detection, in order."""
+    def update(self, boxes: np.ndarray, stamp: float | None = None, min_hits: int | None = None) -> list[Track]:
+        """Advance one frame with its (N, 4) x, y, w, h detections; the track of each detection, in order.
+        `min_hits` replaces the tracker's for this frame (1: a still image's faces are confirmed at once)."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         pairs = self._associate(boxes)
         matched = [None] * len(boxes)
@@ -98,7 +99,7 @@ class Tracker:
                 kept.append(matched[d])
         for track in matched:
             track.seen, track.lost = stamp, False
-            if not track.confirmed and track.hits >= self.min_hits:
+            if not track.confirmed and track.hits >= (min_hits or self.min_hits):
                 track.id, self.next_id = self.next_id, self.next_id + 1
         self.tracks = kept
         return matched

@@ -11,16 +11,15 @@ metadata: arch faceapi_expression, classes FER7, 112x112 RGB input, normalizatio
 """
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_ros import checkpoint, faceapi  # noqa: E402
+from fer_ros.detector_model import ChecksumError, fetch  # noqa: E402
 
 DEFAULT_URL = "https://raw.githubusercontent.com/justadudewhohacks/face-api.js/master/weights"
 #: sha256 of face-api.js's published face_expression_model files (v0.22.2, unchanged since 2019)
@@ -35,13 +34,12 @@ def download(url: str, folder: Path, pin: bool) -> Path:
     def get(name: str) -> bytes:
         if "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"refusing manifest path {name!r}: shards must be plain file names")
-        with urllib.request.urlopen(f"{url.rstrip('/')}/{name}", timeout=60) as r:
-            data = r.read()
-        digest = hashlib.sha256(data).hexdigest()
-        if pin and PINNED.get(name) != digest:
-            raise ValueError(f"{url}/{name}: sha256 {digest} is not face-api.js's published file (--no-pin to accept)")
-        (folder / name).write_bytes(data)
-        return data
+        try:
+            path = fetch(f"{url.rstrip('/')}/{name}", folder / name, PINNED.get(name, "") if pin else None)
+        except ChecksumError as e:
+            raise ValueError(f"{url}/{name}: sha256 {e.got} is not face-api.js's published file "
+                             "(--no-pin to accept)") from None
+        return path.read_bytes()
 
     manifest = json.loads(get(f"{faceapi.MODEL_NAME}-weights_manifest.json"))
     for group in manifest:

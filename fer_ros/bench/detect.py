@@ -14,13 +14,11 @@
   the faces found on the 98 frames of pyfeat_no_face.mp4 (all false).
 """
 
-import statistics
-
 import cv2
 import numpy as np
 
 from . import frame as frame_section
-from .footage import VARIANTS, Keep, frames
+from .footage import VARIANTS, frames, keep_rate, make_variant
 from .frame import SHARED
 
 CLIPS = {"single_face": SHARED / "samples" / "video" / "pyfeat_single_face.mp4",
@@ -60,26 +58,11 @@ def footage_rows(variants, limit: int = 0) -> list[dict]:
 
 
 def _footage_row(tried, reference, detector, clip, path, variant, limit) -> dict:
-    tried.reset()
-    reference.reset()
-    n = n_tried = n_ref = both = same = after = 0
-    ms_tried, ms_ref = [], []
-    for i, (stamp, frame) in enumerate(frames(path, variant, limit)):
-        a, b = tried.process(frame, stamp), reference.process(frame, stamp)
-        ms_tried.append(a.timings["total"])
-        ms_ref.append(b.timings["total"])
-        n += 1
-        n_tried += bool(a.faces)
-        n_ref += bool(b.faces)
-        after += bool(a.faces) and i >= LEFT_AT.get(clip, n + 1)
-        if a.faces and b.faces:
-            both += 1
-            same += a.faces[0].label == b.faces[0].label
-    keep = Keep(n, n_tried, n_ref, both, same)
-    return {"section": "detect", "case": f"{detector} {clip} {variant}", "frames": n,
-            "default_ms": statistics.median(ms_tried), "every_frame_ms": statistics.median(ms_ref),
-            "default_faces": n_tried, "every_frame_faces": n_ref, "keep_rate": keep.rate,
-            "same_label": keep.agreement, "after_left": after if clip in LEFT_AT else "", "ok": keep.rate >= 0.99}
+    keep = keep_rate(tried, reference, path, variant, limit, LEFT_AT.get(clip))
+    return {"section": "detect", "case": f"{detector} {clip} {variant}", "frames": keep.frames,
+            "default_ms": keep.tried_ms, "every_frame_ms": keep.reference_ms, "default_faces": keep.tried,
+            "every_frame_faces": keep.reference, "keep_rate": keep.rate, "same_label": keep.agreement,
+            "after_left": keep.after_left if clip in LEFT_AT else "", "ok": keep.rate >= 0.99}
 
 
 def photo_sets() -> dict[str, list[np.ndarray]]:
@@ -90,7 +73,8 @@ def photo_sets() -> dict[str, list[np.ndarray]]:
     photos = [cv2.imread(str(p)) for p in paths]
     truth = make_detector("yunet", frame_section.YUNET, detection_size=0, score_threshold=0.8)
     ones = [img for img in photos if len(truth.detect(img)) == 1]
-    return {"photos": photos, "tilted+25": [_tilt(i, 25) for i in ones], "tilted-25": [_tilt(i, -25) for i in ones],
+    return {"photos": photos, "tilted+25": [make_variant(i, "rotate+25") for i in ones],
+            "tilted-25": [make_variant(i, "rotate-25") for i in ones],
             "small in 640x480": [_small(i) for i in ones], "shrunk to 120 px": [_shrink(i, 120) for i in ones]}
 
 
@@ -120,12 +104,6 @@ def photo_rows() -> list[dict]:
             rows.append({"section": "detect", "case": f"{label} on pyfeat_no_face.mp4", "images": len(clip),
                          "faces": 0, "found": 0, "missed": 0, "unmatched": sum(len(detector.detect(f)) for f in clip)})
     return rows
-
-
-def _tilt(image: np.ndarray, degrees: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
 def _shrink(image: np.ndarray, side: int) -> np.ndarray:

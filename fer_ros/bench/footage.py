@@ -65,13 +65,17 @@ def frames(path: str | Path, variant: str = "original", limit: int = 0) -> Itera
 
 @dataclasses.dataclass
 class Keep:
-    """Frames with a face: by the configuration tried, by the reference, by both; label agreement."""
+    """Frames with a face: by the configuration tried, by the reference, by both; label agreement; the
+    median frame times (ms) of both; frames the configuration tried still reports a face on after `left_at`."""
 
     frames: int
     tried: int
     reference: int
     both: int
     same_label: int
+    tried_ms: float
+    reference_ms: float
+    after_left: int
 
     @property
     def rate(self) -> float:
@@ -84,17 +88,23 @@ class Keep:
         return self.same_label / self.both if self.both else 1.0
 
 
-def keep_rate(tried, reference, clip: str | Path, variant: str = "original", limit: int = 0) -> Keep:
+def keep_rate(tried, reference, clip: str | Path, variant: str = "original", limit: int = 0,
+              left_at: int | None = None) -> Keep:
     """Run two pipelines (fresh: reset first) over one clip variant and compare their face frames."""
     tried.reset()
     reference.reset()
-    n = n_tried = n_ref = both = same = 0
+    n = n_tried = n_ref = both = same = after = 0
+    ms_tried, ms_ref = [], []
     for stamp, frame in frames(clip, variant, limit):
-        a, b = tried.process(frame, stamp).faces, reference.process(frame, stamp).faces
+        a, b = tried.process(frame, stamp), reference.process(frame, stamp)
+        ms_tried.append(a.timings["total"])
+        ms_ref.append(b.timings["total"])
+        after += bool(a.faces) and left_at is not None and n >= left_at
         n += 1
-        n_tried += bool(a)
-        n_ref += bool(b)
-        if a and b:
+        n_tried += bool(a.faces)
+        n_ref += bool(b.faces)
+        if a.faces and b.faces:
             both += 1
-            same += a[0].label == b[0].label
-    return Keep(n, n_tried, n_ref, both, same)
+            same += a.faces[0].label == b.faces[0].label
+    return Keep(n, n_tried, n_ref, both, same, float(np.median(ms_tried)) if n else 0.0,
+                float(np.median(ms_ref)) if n else 0.0, after)
