@@ -48,6 +48,8 @@ class Dataset:
     rows: np.ndarray | None = None  # each crop's data row in its CSV (0-based, header excluded)
     #: image folders: how many images were taken as crops as they are, and how many through face detection
     framing: Counter = field(default_factory=Counter)
+    #: image folders: each crop's file, relative to the folder (for grouping by performer or film)
+    files: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -263,39 +265,45 @@ def load_ferplus(votes_path: str | Path, fer2013_path: str | Path, split: str | 
 
 #: how `load_image_folder` frames an image: auto = as a crop when it is the model's input size, else detect
 CROP_MODES = ("auto", "crops", "faces")
+#: the label of an image from an unlabelled folder
+UNLABELLED = -1
 
 
-def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detector=None,
-                      size: int = INPUT_SIZE, crops: str = "auto", margin: float = 0.0) -> Dataset:
-    """One sub-folder per class (CK+, JAFFE style); names matched to ours, others reported.
+def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, framer=None, size: int = INPUT_SIZE,
+                      crops: str = "auto", labelled: bool = True) -> Dataset:
+    """One sub-folder per class (CK+, JAFFE style; names matched to ours, others reported), or with
+    labelled=False every image under `root`, each labelled UNLABELLED.
 
     crops="auto" takes images of the model's input size (size x size: face crops such as CK+48's) as they
-    are, and finds the face in any other (the largest, aligned as at run time; an image with none is
-    skipped); "crops" takes every image as a crop (resized), "faces" detects in every one. `framing`
-    counts which was done.
+    are, and frames the face in any other with `framer` (a `fer_ros.framing.Framer`: the pipeline's detector,
+    alignment, margin and minimum face size; default: the shipped parameters), the largest when there are
+    several; an image with none is skipped. "crops" takes every image as a crop (resized), "faces" frames
+    every one. `framing` counts which was done; `files` holds each crop's path relative to `root`.
     """
-    from .align import crop_face
-
     if crops not in CROP_MODES:
         raise DataError(f"unknown crop mode {crops!r}: choose one of {', '.join(CROP_MODES)}")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder of class sub-folders")
-    if detector is None and crops != "crops":
-        from .faces import make_detector
+        raise DataError(f"{root}: not a folder of {'class sub-folders' if labelled else 'images'}")
+    if framer is None and crops != "crops":
+        from .config import load_config
+        from .framing import Framer
 
-        detector = make_detector("auto")
-    skipped, framing, images, labels = Counter(), Counter(), [], []
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if not folders:
-        raise DataError(f"{root}: no class sub-folders (expected e.g. {root}/happy/*.jpg)")
+        framer = Framer(load_config(), size)
+    skipped, framing, images, labels, names = Counter(), Counter(), [], [], []
+    if labelled:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        if not folders:
+            raise DataError(f"{root}: no class sub-folders (expected e.g. {root}/happy/*.jpg)")
+    else:
+        folders = [root]
     for folder in folders:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        name = canonical(folder.name)
-        if name not in classes:
+        name = canonical(folder.name) if labelled else None
+        if labelled and name not in classes:
             skipped[f"class unknown to the model: {folder.name}"] += len(files)
             continue
-        for p in files:
+        for p in _progress(files, f"framing {root.name}/{folder.name if labelled else ''}", " images"):
             try:
                 img = read_image(p)  # strict: a truncated JPEG is unreadable, not a grey-filled face
             except ImageError:
@@ -306,28 +314,28 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, detecto
                 crop = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
                 framing["as crops"] += 1
             else:
-                faces = detector.detect(img, still=True)
-                if not faces:
+                crop = framer.largest(img)
+                if crop is None:
                     skipped["no face found"] += 1
                     continue
-                crop = crop_face(img, max(faces, key=lambda f: f.box[2] * f.box[3]), size, margin)
-                framing[f"face found by {detector.name}"] += 1
+                framing[f"face found by {framer.detector.name}"] += 1
             images.append(crop)
-            labels.append(classes.index(name))
+            labels.append(classes.index(name) if labelled else UNLABELLED)
+            names.append(p.relative_to(root).as_posix())
     if not images:
         raise DataError(f"{root}: no usable images ({dict(skipped)})")
     return Dataset(np.stack(images), np.array(labels, np.int64), tuple(classes), root.name, skipped,
-                   framing=framing)
+                   framing=framing, files=np.array(names))
 
 
 def load_dataset(path: str | Path, split: str | None = None, pixels: str | Path | None = None,
                  soft: bool = False, skip_bad: bool = False, classes: tuple[str, ...] = FER7,
-                 detector=None, crops: str = "auto", margin: float = 0.0) -> Dataset:
+                 framer=None, crops: str = "auto") -> Dataset:
     """Pick the loader from the path: FER+ votes CSV (needs `pixels`), FER2013 CSV, or image folder
-    (framed by `detector`, `crops` and `margin`: see load_image_folder)."""
+    (framed by `framer` and `crops`: see load_image_folder)."""
     path = Path(path)
     if path.is_dir():
-        return load_image_folder(path, classes, detector, crops=crops, margin=margin)
+        return load_image_folder(path, classes, framer, crops=crops)
     with _open_text(path) as f:
         header = f.readline()
     if header.startswith("Usage,Image name"):

@@ -80,20 +80,19 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
     Image folders are framed as `crops` says (see `fer_ros.data.load_image_folder`), faces found and cropped
     as the `faces` PipelineConfig says (default: the shipped parameters), Haar scanning thoroughly.
     """
+    from .framing import Framer
     from .inference import load_backend
-    from .pipeline import Pipeline
 
     nets = [load_backend(m, backend, device) for m in (model if isinstance(model, list) else [model])]
     classes = tuple(nets[0].classes)
     for net in nets[1:]:
         if tuple(net.classes) != classes:
             raise DataError(f"{net.path}: its classes {net.classes} differ from {nets[0].path}'s {classes}")
-    detector, margin = None, 0.0
+    framer = None
     if Path(data).is_dir() and crops != "crops":
-        faces = faces or load_config()
-        detector, margin = Pipeline.make_detector(faces), faces.margin
-    dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=classes, detector=detector,
-                           crops=crops, margin=margin)
+        framer = Framer(faces or load_config(), nets[0].input_size)
+    dataset = load_dataset(data, split, pixels=pixels, skip_bad=skip_bad, classes=classes, framer=framer,
+                           crops=crops)
     keep, y, skipped = to_model_labels(dataset, classes)
     if limit:
         keep, y = keep[:limit], y[:limit]
@@ -107,7 +106,7 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
         report["framing"] = dict(dataset.framing)
         report["images_without_face"] = int(dataset.skipped.get("no face found", 0))
         report["images"] = int(sum(dataset.framing.values()) + report["images_without_face"])
-        report["detector"] = getattr(detector, "note", None)
+        report["detector"] = getattr(framer and framer.detector, "note", None)
     return report
 
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .align import crop_faces
 from .carry import Carrier
 from .classes import UNKNOWN
 from .config import FACE_FIELDS, FIELDS, ConfigError, PipelineConfig, coerce, validate
 from .encodings import check_frame
 from .errors import ModelFileError
-from .faces import Detector, Face, make_detector
+from .faces import Detector
+from .framing import Framer
 from .inference import Backend, load_backend
 from .tracking import Tracker
 
@@ -80,7 +80,7 @@ class Pipeline:
         if self.backend.in_channels != 1:
             raise ModelFileError(f"{self.backend.path}: the pipeline feeds grey crops, but the model expects "
                                  f"{self.backend.in_channels} input channels")
-        self.detector = self.make_detector(self.config)
+        self.framer = Framer(self.config, self.backend.input_size)
         self.tracker = Tracker()
         self.carrier = Carrier()
         self._configure_tracker()
@@ -95,13 +95,9 @@ class Pipeline:
         """Which detector runs and why (for `detector: auto`, what would give YuNet): one line for a log."""
         return f"face detector {self.detector.note}"
 
-    @staticmethod
-    def make_detector(config: PipelineConfig) -> Detector:
-        """The face detector `config` asks for."""
-        return make_detector(config.detector, config.detector_model, detection_size=config.detection_size,
-                             scale_factor=config.haar_scale_factor, min_neighbors=config.haar_min_neighbors,
-                             thorough=config.haar_thorough, eyes=config.haar_eyes and config.align,  # eyes: alignment
-                             score_threshold=config.detection_score)
+    @property
+    def detector(self) -> Detector:
+        return self.framer.detector
 
     def _configure_tracker(self) -> None:
         c, t = self.config, self.tracker
@@ -119,7 +115,7 @@ class Pipeline:
                 raise ConfigError(f"{name} cannot change while running: restart with the new value")
         config = dataclasses.replace(self.config, **changes)
         if any(getattr(config, k) != getattr(self.config, k) for k in FACE_FIELDS):  # a new detector
-            self.detector = self.make_detector(config)
+            self.framer = Framer(config, self.backend.input_size)
             self._last_scan = None
         self.config = config
         self._configure_tracker()
@@ -158,8 +154,7 @@ class Pipeline:
             self._last_scan = stamp
         else:
             faces = self.detector.detect_near(image, [t.box for t in self.tracker.tracks])
-        big = [f for f in faces if min(f.box[2], f.box[3]) >= c.min_face_size]
-        n_small = len(faces) - len(big)
+        big, n_small = self.framer.split_small(faces)
         t1 = time.perf_counter()
         tracks = self.tracker.update([f.box for f in big], stamp, min_hits=1 if still else None)
         self.carrier.next_frame(image)
@@ -174,8 +169,7 @@ class Pipeline:
                     big.append(self.tracker.carry(track, moved[0]))
                     tracks.append(track)
         t2 = time.perf_counter()
-        crops = crop_faces(image, big if c.align else [Face(f.box, f.score) for f in big], self.backend.input_size,
-                           c.margin)
+        crops = self.framer.crops(image, big)
         t3 = time.perf_counter()
         raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
         t4 = time.perf_counter()

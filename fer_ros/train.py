@@ -23,12 +23,14 @@ import yaml
 from tqdm import tqdm
 
 from . import checkpoint
-from .data import Dataset, load_dataset
+from .classes import FER7
+from .data import Dataset
 from .errors import DataError
 from .metrics import format_report, report_from_confusion
 from .models import ARCHS, build_model, count_params
 from .plots import plot_confusion, plot_curves
 from .preprocess import INPUT_SIZE, NORMALIZATION, to_input
+from .sources import epoch_index
 
 
 @dataclass
@@ -74,6 +76,13 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the teacher's probabilities in each target (the rest: the label)
     distill_temperature: float = 2.0  # the teacher's logits are divided by this before the softmax
     distill_mirror: bool = True  # the teacher's probabilities averaged with its mirror image's (else the image's own)
+    #: several training sources, each a mapping of fer_ros.sources.Source's fields (default: `data` alone)
+    sources: list = field(default_factory=list)
+    #: validation sources likewise (default: `val_data` or `data`, `val_split`); the first is `val_accuracy`
+    val_sources: list = field(default_factory=list)
+    select: str = "first"  # which epoch is best.pt: first (the first validation set's accuracy) | mean (of all)
+    framing: dict = field(default_factory=dict)  # face parameters (PipelineConfig) that frame photo folders
+    crop_cache: str | None = "runs/crops"  # where framed crops of photo folders are cached (null: not cached)
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
 
     @classmethod
@@ -91,7 +100,7 @@ class TrainConfig:
 
         limits = {  # (lo, hi) closed ranges and tuples of choices, for fields whose metadata has none
             "arch": tuple(ARCHS), "optimizer": ("sgd", "adam", "adamw"), "schedule": ("cosine", "plateau", "constant"),
-            "bf16": ("auto", "on", "off"),
+            "bf16": ("auto", "on", "off"), "select": ("first", "mean"),
             "epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (1e-8, 10.0), "weight_decay": (0.0, 1.0),
             "warmup_epochs": (0, 100_000), "plateau_factor": (1e-4, 1.0), "plateau_patience": (0, 100_000),
             "early_stop_patience": (0, 100_000), "dropout": (0.0, 0.95), "label_smoothing": (0.0, 0.99),
@@ -146,6 +155,20 @@ class TrainConfig:
                 raise DataError(f"{where(key)}teacher must be a checkpoint path or a list of them, not {value!r}")
         return cls(**raw)
 
+    def source_list(self, key: str) -> list:
+        """`sources` or `val_sources` as fer_ros.sources.Source objects (checked), with the single-data keys as
+        the default."""
+        from .sources import Source
+
+        given = getattr(self, key)
+        if not isinstance(given, list):
+            raise DataError(f"{key} must be a list of sources, not {given!r}")
+        if not given:
+            given = [{"path": self.data, "split": self.train_split, "pixels": self.pixels, "soft": self.soft_labels}
+                     if key == "sources" else {"path": self.val_data or self.data, "split": self.val_split,
+                                               "pixels": self.pixels}]
+        return [Source.parse(spec, f"{key}[{i}]") for i, spec in enumerate(given)]
+
 
 def add_arguments(p) -> None:
     p.add_argument("--config", default="training/configs/fer2013.yaml",
@@ -184,12 +207,12 @@ def run(args) -> int:
             raise DataError(f"--set {setting}: no value; write KEY=VALUE, e.g. --set lr=0.01")
     cfg = TrainConfig.from_yaml(args.config, **overrides)
     teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher or []
-    for key, value in [("data", cfg.data), ("val_data", cfg.val_data), ("pixels", cfg.pixels),
-                       ("init_from", cfg.init_from), *(("teacher", t) for t in teachers)]:
+    sources = cfg.source_list("sources") + cfg.source_list("val_sources")
+    for key, value in [("init_from", cfg.init_from), *(("teacher", t) for t in teachers)]:
         if value is not None and not Path(value).exists():
             raise DataError(f"{args.config}: {key} {value}: no such file or folder; fix the path (or override it: "
                             f"--set {key}=PATH)")
-    out = check_output(args.out, "--out", "folder", inputs=[args.config, cfg.data, cfg.val_data, cfg.pixels])
+    out = check_output(args.out, "--out", "folder", inputs=[args.config, *(s.path for s in sources)])
     if args.resume and not (out / "last.pt").is_file():
         raise DataError(f"--resume: {out / 'last.pt'} does not exist; start without --resume")
     train(cfg, out, resume=args.resume)
@@ -348,29 +371,75 @@ def train_step(net, opt, x: torch.Tensor, y: torch.Tensor, label_smoothing: floa
     return loss, logits
 
 
-def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
-    train = load_dataset(cfg.data, cfg.train_split, pixels=cfg.pixels, soft=cfg.soft_labels)
-    val = load_dataset(cfg.val_data or cfg.data, cfg.val_split, pixels=cfg.pixels, soft=False,
-                       classes=train.classes)
-    if cfg.max_rows:
-        train = replace(train, images=train.images[:cfg.max_rows], targets=train.targets[:cfg.max_rows],
-                        rows=None if train.rows is None else train.rows[:cfg.max_rows])
-    if cfg.teacher:
-        train = replace(train, targets=distill_targets(cfg, train))
-    return train, val
+def load_splits(cfg: TrainConfig) -> tuple[list[Dataset], list, list[Dataset]]:
+    """(each training source's crops with their targets, the training Sources, each validation set)."""
+    from .config import load_config
+    from .framing import Framer
+    from .sources import load_source
+
+    train_sources, val_sources = cfg.source_list("sources"), cfg.source_list("val_sources")
+    framer = None
+    if any(Path(s.path).is_dir() for s in train_sources + val_sources):
+        try:
+            framer = Framer(load_config(**cfg.framing), INPUT_SIZE)
+        except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+            raise DataError(f"framing: {e}; its keys are the face parameters of fer_ros/config/fer.yaml") from None
+    cache = Path(cfg.crop_cache) if cfg.crop_cache else None
+    train = []
+    for src in train_sources:
+        data = load_source(src, framer, cache, train[0].classes if train else FER7, cfg.max_rows)
+        train.append(source_targets(cfg, src, data))
+    val = [load_source(src, framer, cache, train[0].classes) for src in val_sources]
+    return train, train_sources, val
+
+
+def source_targets(cfg: TrainConfig, src, data: Dataset) -> Dataset:
+    """A source's training targets: its labels, mixed with the teacher's probabilities by the source's `distill`
+    share (default: the config's distill_weight when it has a teacher); an unlabelled source takes the
+    teacher's probabilities, or with `pseudo` its top class where that is at least as probable."""
+    from .sources import subset
+
+    weight = src.distill if src.distill is not None else 1.0 if not src.labelled else \
+        cfg.distill_weight if cfg.teacher else 0.0
+    if not src.labelled:
+        weight = 1.0
+        if not cfg.teacher:
+            raise DataError(f"source {src.name}: an unlabelled source needs a teacher (teacher: CHECKPOINT)")
+    if weight == 0:
+        return data
+    if not cfg.teacher:
+        raise DataError(f"source {src.name}: distill {weight} needs a teacher (teacher: CHECKPOINT)")
+    probs = teacher_probs(cfg, data)
+    if src.pseudo:
+        keep = np.flatnonzero(probs.max(1) >= src.pseudo)
+        return replace(subset(data, keep), targets=probs[keep].argmax(1))
+    labels = soft_targets(data) if src.labelled else 0.0
+    return replace(data, targets=((1 - weight) * labels + weight * probs).astype(np.float32))
+
+
+def soft_targets(data: Dataset) -> np.ndarray:
+    """The targets as (N, C) float32 probabilities (labels one-hot)."""
+    if data.targets.ndim == 2:
+        return data.targets.astype(np.float32)
+    return np.eye(len(data.classes), dtype=np.float32)[data.targets]
+
+
+def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
+    """Soft targets (N, C): (1 - w) * label + w * the teacher's probabilities (`teacher_probs`)."""
+    return (1 - cfg.distill_weight) * soft_targets(data) + cfg.distill_weight * teacher_probs(cfg, data)
 
 
 @torch.no_grad()
-def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
-    """Soft targets (N, C): (1 - w) * label + w * the teacher's (mirror-averaged, unless not distill_mirror)
-    probabilities at temperature T.
+def teacher_probs(cfg: TrainConfig, data: Dataset) -> np.ndarray:
+    """The teacher's probabilities (N, C) at temperature T, mirror-averaged unless not distill_mirror.
 
     The teacher sees each training crop once, unaugmented; its mirror average makes the targets
     fit a flipped crop as well as the original. A list of teachers is an ensemble: the mean of
     their probabilities. Each teacher gets its own input (size, channels, normalization from its
-    metadata: `preprocess.model_input`), built 1024 crops at a time. A teacher's probabilities are
-    kept beside it (`<teacher>.probs/<key>.npy`, keyed by its checksum, the crops and the temperature)
-    and read back by later runs and `--resume`.
+    metadata: `preprocess.model_input`), built 1024 crops at a time; a teacher with more classes than the
+    data (FER+'s contempt) has its probabilities over the data's classes renormalised. A teacher's
+    probabilities are kept beside it (`<teacher>.probs/<key>.npy`, keyed by its checksum, the crops and the
+    temperature) and read back by later runs and `--resume`.
     """
     import hashlib
 
@@ -384,25 +453,26 @@ def distill_targets(cfg: TrainConfig, data: Dataset) -> np.ndarray:
         key = f"{blob['sha256'][:16]}-{crops}-T{cfg.distill_temperature:g}{'' if cfg.distill_mirror else '-own'}"
         cache = Path(str(path) + ".probs") / f"{key}.npy"
         if cache.is_file():
-            probs = probs + torch.from_numpy(np.load(cache)) / len(teachers)
+            probs = probs + np.load(cache) / len(teachers)
             continue
         teacher, meta = checkpoint.load_model(path)
-        if tuple(meta["classes"]) != data.classes:
-            raise DataError(f"{path}: the teacher's classes {meta['classes']} differ from the data's {data.classes}")
+        missing = [c for c in data.classes if c not in meta["classes"]]
+        if missing:
+            raise DataError(f"{path}: the teacher lacks the data's classes {missing} (it has {meta['classes']})")
+        columns = [list(meta["classes"]).index(c) for c in data.classes]
         xs = (torch.from_numpy(model_input(data.images[i:i + 1024], meta)) for i in range(0, len(data), 1024))
         views = (lambda xb: (xb, xb.flip(3))) if cfg.distill_mirror else (lambda xb: (xb,))
         mine = torch.cat([sum(F.softmax(teacher(v) / cfg.distill_temperature, 1) for v in views(xb)) for xb in
                           tqdm(xs, desc=f"teacher {Path(path).name}", total=-(-len(data) // 1024), leave=False)])
-        mine /= 2 if cfg.distill_mirror else 1
+        mine = mine[:, columns]
+        mine = (mine / mine.sum(1, keepdim=True)).numpy()
         try:
             cache.parent.mkdir(exist_ok=True)
-            np.save(cache, mine.numpy())
+            np.save(cache, mine)
         except OSError:  # a read-only place: the run goes on without the cache
             pass
         probs = probs + mine / len(teachers)
-    labels = torch.from_numpy(data.targets).float() if data.targets.ndim == 2 else \
-        F.one_hot(torch.from_numpy(data.targets).long(), len(data.classes)).float()
-    return ((1 - cfg.distill_weight) * labels + cfg.distill_weight * probs).numpy()
+    return np.asarray(probs, np.float32)
 
 
 @torch.no_grad()
@@ -444,12 +514,14 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     def amp():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    train_set, val_set = load_splits(cfg)
-    classes = train_set.classes
-    x_train = torch.from_numpy(to_input(train_set.images)).to(device)
-    y_train = torch.from_numpy(train_set.targets).to(device)
-    x_val = torch.from_numpy(to_input(val_set.images)).to(device)
-    y_val = torch.from_numpy(val_set.labels).to(device)
+    parts, sources, val_sets = load_splits(cfg)
+    classes = parts[0].classes
+    soft = any(p.targets.ndim == 2 for p in parts)
+    x_train = torch.from_numpy(to_input(np.concatenate([p.images for p in parts]))).to(device)
+    y_train = torch.from_numpy(np.concatenate([soft_targets(p) if soft else p.targets for p in parts])).to(device)
+    sizes, weights = [len(p) for p in parts], [s.weight for s in sources]
+    vals = [(v.source, torch.from_numpy(to_input(v.images)).to(device), torch.from_numpy(v.labels).to(device))
+            for v in val_sets]
 
     model = build_model(cfg.arch, n_classes=len(classes), dropout=cfg.dropout).to(device)
     if cfg.init_from:
@@ -457,7 +529,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     per_rank = max(1, cfg.batch_size // world)
-    steps = max(1, len(x_train) // (per_rank * world))
+    per_epoch = sum(round(w * n) for n, w in zip(sizes, weights, strict=True))
+    steps = max(1, per_epoch // (per_rank * world))
     sched = Schedule(opt, cfg, steps)
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     logit_offset = None
@@ -480,19 +553,24 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     metadata = {
         "arch": cfg.arch, "classes": list(classes), "input_size": INPUT_SIZE, "in_channels": 1,
         "normalization": NORMALIZATION, "params": {"trainable": trainable, "total": total},
-        "data": {"train": train_set.source, "n_train": len(train_set), "val": val_set.source, "n_val": len(val_set)},
+        "data": {"train": " + ".join(p.source for p in parts), "n_train": per_epoch,
+                 "val": " + ".join(v.source for v in val_sets), "n_val": sum(len(v) for v in val_sets),
+                 "sources": source_report(parts, sources)},
         "config": asdict(cfg), "git_commit": git_commit(), "torch": str(torch.__version__),
         "bf16": use_bf16, "processes": world,
     }
     if main:
-        print(f"{cfg.arch}: {trainable:,} trainable params, {len(train_set)} train / {len(val_set)} val crops, "
-              f"{world} process(es), {device}, bf16={'on' if use_bf16 else 'off'}")
+        print(f"{cfg.arch}: {trainable:,} trainable params, {per_epoch} train crops an epoch / "
+              f"{metadata['data']['n_val']} val crops, {world} process(es), {device}, "
+              f"bf16={'on' if use_bf16 else 'off'}")
+        for row in metadata["data"]["sources"]:
+            print(format_source(row))
     gen = torch.Generator().manual_seed(cfg.seed + start)
     bad_epochs = 0
     for epoch in range(start, cfg.epochs):
         net.train()
         t0 = time.time()
-        perm = torch.randperm(len(x_train), generator=gen).to(device)
+        perm = epoch_index(sizes, weights, gen).to(device)
         loss_sum = correct = seen = 0.0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2,
                    dynamic_ncols=True)
@@ -509,29 +587,41 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}",
                             refresh=False)
         # validation on this rank's shard, then all-reduce so every rank agrees
-        cm, val_loss = evaluate_logits(model, x_val[rank::world], y_val[rank::world], len(classes), 512,
-                                       cfg.tta_flip, amp)
-        totals = torch.tensor([loss_sum, correct, seen, val_loss], dtype=torch.float64)
-        cm_t = torch.from_numpy(cm)
+        totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64)
         if ddp:
             dist.all_reduce(totals)
-            dist.all_reduce(cm_t)
-        loss_sum, correct, seen, val_loss = totals.tolist()
-        report = report_from_confusion(cm_t.numpy(), classes)
-        val_loss /= max(report["n"], 1)
-        sched.end_epoch(val_loss)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "val_loss": val_loss, "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"],
-               "lr": opt.param_groups[0]["lr"], "epoch_time_s": time.time() - t0}
+        loss_sum, correct, seen = totals.tolist()
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+        reports = {}
+        for name, x_val, y_val in vals:
+            cm, val_loss = evaluate_logits(model, x_val[rank::world], y_val[rank::world], len(classes), 512,
+                                           cfg.tta_flip, amp)
+            cm_t, loss_t = torch.from_numpy(cm).view(-1), torch.tensor([val_loss], dtype=torch.float64)
+            if ddp:
+                dist.all_reduce(cm_t)
+                dist.all_reduce(loss_t)
+            reports[name] = report = report_from_confusion(cm_t.view(len(classes), -1).numpy(), classes)
+            if len(reports) == 1:
+                val_loss = loss_t.item() / max(report["n"], 1)
+                row.update(val_loss=val_loss, val_accuracy=report["accuracy"], val_macro_f1=report["macro_f1"])
+            else:
+                row[f"val_accuracy/{name}"] = report["accuracy"]
+        row["val_score"] = row["val_accuracy"] if cfg.select == "first" else \
+            float(np.mean([r["accuracy"] for r in reports.values()]))
+        report = reports[vals[0][0]]
+        sched.end_epoch(row["val_loss"])
+        row.update(lr=opt.param_groups[0]["lr"], epoch_time_s=time.time() - t0)
         history.append(row)
-        improved = row["val_accuracy"] > best["val_accuracy"]
+        improved = row["val_score"] > best.get("val_score", best["val_accuracy"])
         bad_epochs = 0 if improved else bad_epochs + 1
         if improved:
             best = {**row, "report": report}
         if main:
             save_epoch(out, model, metadata, history, best, improved, opt, sched, epoch, report, classes)
+            others = "".join(f"  {k.split('/', 1)[1]} {v:.4f}" for k, v in row.items() if k.startswith("val_accuracy/"))
             print(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  acc {row['train_accuracy']:.3f}  "
-                  f"val_loss {val_loss:.3f}  val_acc {row['val_accuracy']:.4f}  val_f1 {row['val_macro_f1']:.4f}  "
+                  f"val_loss {row['val_loss']:.3f}  val_acc {row['val_accuracy']:.4f}  val_f1 {row['val_macro_f1']:.4f}"
+                  f"{others}  "
                   f"lr {row['lr']:.2g}  {row['epoch_time_s']:.1f}s{'  *best' if improved else ''}", flush=True)
         if cfg.early_stop_patience and bad_epochs >= cfg.early_stop_patience:
             if main:
@@ -542,6 +632,21 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     if ddp:
         dist.destroy_process_group()
     return best
+
+
+def source_report(parts: list[Dataset], sources: list) -> list[dict]:
+    """Per training source: crops used, drawn per epoch, images without a face, unreadable, how framed."""
+    return [{"name": src.name, "path": src.path, "crops": len(d), "per_epoch": round(src.weight * len(d)),
+             "weight": src.weight, "no_face": int(d.skipped.get("no face found", 0)),
+             "unreadable": int(d.skipped.get("unreadable image", 0)), "framing": dict(d.framing),
+             "targets": "soft" if d.targets.ndim == 2 else "labels"} for d, src in zip(parts, sources, strict=True)]
+
+
+def format_source(row: dict) -> str:
+    framed = f", {row['no_face']} without a face" if row["framing"] else ""
+    bad = f", {row['unreadable']} unreadable" if row["unreadable"] else ""
+    return (f"  {row['name']}: {row['crops']} crops ({row['targets']}{framed}{bad}), {row['per_epoch']} an epoch "
+            f"(weight {row['weight']:g})")
 
 
 def save_epoch(out: Path, model, metadata, history, best, improved, opt, sched, epoch, report, classes) -> None:
