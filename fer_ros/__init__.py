@@ -1,7 +1,7 @@
 """fer_ros: facial expression recognition for ROS 2 robots and virtual agents.
 
 The library is ROS-free: image -> faces -> crops -> probabilities -> tracks -> messages.
-Only the node module (`fer_ros.node`) imports rclpy, and only the training and torch
+Only the node module (`fer_ros.ros.node`) imports rclpy, and only the training and torch
 backend modules import torch.
 """
 

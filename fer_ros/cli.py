@@ -31,14 +31,15 @@ from . import __version__
 from .errors import FerRosError, FerRosWarning, one_line
 
 COMMANDS = {
-    "train": ("fer_ros.train", "train ARCH-1..4 from a YAML config (needs torch)"),
-    "evaluate": ("fer_ros.evaluate", "score a model on FER2013/FER+ CSVs or an image folder"),
-    "export": ("fer_ros.export", "export a checkpoint to ONNX, a TensorRT engine or int8 ONNX"),
+    "train": ("fer_ros.learning.train", "train ARCH-1..4 from a YAML config (needs torch)"),
+    "evaluate": ("fer_ros.learning.evaluate", "score a model on FER2013/FER+ CSVs or an image folder"),
+    "export": ("fer_ros.learning.export", "export a checkpoint to ONNX, a TensorRT engine or int8 ONNX"),
     "infer": ("fer_ros.infer", "run the face pipeline on an image, folder, video or camera"),
     "bench": ("fer_ros.bench", "benchmark training, inference, the frame pipeline and replay"),
-    "replay": ("fer_ros.replay", "run the node's pipeline over a rosbag2 and report accuracy and speed"),
-    "models": ("fer_ros.detector_model", "fetch the YuNet face detector into the user cache, or say which is used"),
-    "bag": ("fer_ros.bagtools", "rosbag2 tools without ROS: make a bag from a video, show bag info"),
+    "replay": ("fer_ros.bags.replay", "run the node's pipeline over a rosbag2 and report accuracy and speed"),
+    "models": ("fer_ros.vision.detector_model",
+               "fetch the YuNet face detector into the user cache, or say which is used"),
+    "bag": ("fer_ros.bags.bagtools", "rosbag2 tools without ROS: make a bag from a video, show bag info"),
 }
 
 #: exit statuses: everything done; done, but some items (rows, images, frames, messages) were skipped;

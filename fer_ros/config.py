@@ -96,6 +96,45 @@ class PipelineConfig:
                 raise ConfigError(reason)
 
 
+@dataclass
+class NodeConfig:
+    """Parameters of the node itself (the pipeline's are PipelineConfig's); none can change at run time."""
+
+    mode: str = _param("detector",
+        "detector: find, track and classify the faces of the camera images itself; recognizer: classify the faces "
+        "another ROS4HRI (REP-155) face detector publishes (/humans/faces/tracked and each face's aligned or "
+        "cropped image) and publish /humans/faces/<id>/expression under its ids",
+        choices=("detector", "recognizer"), dynamic=False)
+    image_topic: str = _param("image",
+        "input image topic, relative so that namespaces and remapping apply; with transport 'compressed' the "
+        "node subscribes to <image_topic>/compressed", dynamic=False)
+    transport: str = _param("raw",
+        "'raw' subscribes to sensor_msgs/Image, 'compressed' to sensor_msgs/CompressedImage (JPEG/PNG)",
+        choices=("raw", "compressed"), dynamic=False)
+    faces_topic: str = _param("faces", "output topic of fer_ros/FaceEmotionArray", dynamic=False)
+    detections_topic: str = _param("detections",
+        "output topic of vision_msgs/Detection2DArray (all class scores per face, track id in `id`)", dynamic=False)
+    debug_image_topic: str = _param("debug_image",
+        "output topic of the annotated sensor_msgs/Image (bgr8)", dynamic=False)
+    debug_image: bool = _param(True,
+        "offer the annotated debug image; it is only drawn while someone subscribes", dynamic=False)
+    rep155: bool = _param(False,
+        "detector mode: also publish the ROS4HRI (REP-155) face topics: /humans/faces/tracked (hri_msgs/IdsList) "
+        "and per face /humans/faces/<id>/roi, landmarks (where known), cropped and aligned (while subscribed) and "
+        "expression", dynamic=False)
+    rep155_expression: bool = _param(True,
+        "detector mode with rep155: publish /humans/faces/<id>/expression too; turn it off when another node "
+        "(e.g. fer_node in recognizer mode) classifies the faces", dynamic=False)
+    face_image_size: int = _param(128,
+        "side in pixels of the REP-155 cropped and aligned face images (REP-155's /humans/faces/width and height "
+        "default)", range=(16, 1024), dynamic=False)
+    recognizer_image: str = _param("aligned",
+        "recognizer mode: the image of each face to classify, /humans/faces/<id>/aligned or /humans/faces/<id>/cropped",
+        choices=("aligned", "cropped"), dynamic=False)
+    diagnostics_period_s: float = _param(1.0,
+        "seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics", range=(0.1, 60.0), dynamic=False)
+
+
 def value_type(f: dataclasses.Field) -> type:
     """A config field's value type (str for the optional file paths, where "" means unset); the config
     modules use `from __future__ import annotations`, so field types are strings."""
@@ -157,10 +196,8 @@ def load_config(path: str | Path | None = None, **overrides) -> PipelineConfig:
 
 
 def known_parameters() -> frozenset[str]:
-    """Every parameter name fer_node has: the pipeline's (PipelineConfig) and the node's (node_logic.NodeConfig)."""
-    from .node_logic import PARAMETERS  # node_logic imports this module
-
-    return frozenset(PARAMETERS) | frozenset(FIELDS)
+    """Every parameter name fer_node has: the pipeline's (PipelineConfig) and the node's (NodeConfig)."""
+    return frozenset(FIELDS) | frozenset(f.name for f in dataclasses.fields(NodeConfig))
 
 
 def _did_you_mean(name: str, known, cutoff: float = 0.6) -> str:

@@ -8,9 +8,9 @@ the robot will show them.
 
 import numpy as np
 
-from .align import crop_faces
 from .config import PipelineConfig
-from .faces import Detector, Face, make_detector
+from .vision.align import crop_faces
+from .vision.faces import Detector, Face, make_detector
 
 
 def detector_for(config: PipelineConfig) -> Detector:

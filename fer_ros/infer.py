@@ -19,9 +19,9 @@ from tqdm import tqdm
 from .cli import check_output, number
 from .config import add_arguments as config_arguments
 from .config import load_config, overrides_from
-from .encodings import IMAGE_SUFFIXES, read_image
 from .errors import ImageError
-from .video import Video
+from .vision.encodings import IMAGE_SUFFIXES, read_image
+from .vision.video import Video
 
 
 def add_arguments(p) -> None:
@@ -36,8 +36,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .annotate import annotate
     from .pipeline import Pipeline
+    from .vision.annotate import annotate
 
     overrides = overrides_from(args)
     source = _open(args.source)

@@ -160,15 +160,15 @@ def tensorrt_provider_options(path: Path, index: int = 0) -> dict:
 
 
 class TorchBackend(Backend):
-    """PyTorch on CPU or CUDA: the checkpoint's model followed by softmax (`fer_ros.models.Classifier`)."""
+    """PyTorch on CPU or CUDA: the checkpoint's model followed by softmax (`fer_ros.learning.models.Classifier`)."""
 
     name = "torch"
 
     def __init__(self, path: Path, device: str = "cpu"):
         import torch
 
-        from .checkpoint import load_model
-        from .models import Classifier
+        from .learning.checkpoint import load_model
+        from .learning.models import Classifier
 
         kind_, index = parse_device(device, ("cpu", "cuda"))
         if kind_ == "cuda" and not torch.cuda.is_available():

@@ -3,7 +3,7 @@
 Each file carries the checkpoint metadata (arch, classes, input_size, in_channels,
 normalization) and a sha256, so a backend needs only a path:
 
-- ``.pt``: `fer_ros.checkpoint` (metadata + sha256 of the state dict, inside the file).
+- ``.pt``: `fer_ros.learning.checkpoint` (metadata + sha256 of the state dict, inside the file).
 - ``.onnx``: two ``metadata_props`` entries, ``fer_ros.metadata`` (JSON) and ``fer_ros.sha256``.
   The digest is the sha256 of the file's own bytes with the digest's 64 hex characters
   written as ``0`` * 64 ("sealed"): sealing swaps equal-length ASCII inside a protobuf string,
@@ -183,13 +183,49 @@ def read_engine(path: str | Path) -> tuple[bytes, dict, dict]:
     return data, check_metadata(side.get("metadata"), path), side
 
 
+CHECKPOINT_FORMAT = "fer_ros.checkpoint/1"
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over a torch state dict's parameter names, shapes, dtypes and bytes, in name order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
+    """Read and verify a fer_ros PyTorch checkpoint (torch.load with weights_only=True); ModelFileError naming
+    the file on any problem. Writing one, and building its model, is `fer_ros.learning.checkpoint`'s job."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first[:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path}: not a fer_ros checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    missing = [k for k in REQUIRED_METADATA if k not in blob["metadata"]]
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {missing}")
+    if state_dict_sha256(blob["state_dict"]) != blob["sha256"]:
+        raise ModelFileError(f"{path}: checksum mismatch, the weights are corrupt")
+    return blob
+
+
 def read_metadata(path: str | Path) -> dict:
     """The validated metadata of any model file (a .pt needs torch, an .onnx onnxruntime)."""
     k = kind(path)
     if k == "pt":
-        from .checkpoint import load
-
-        return check_metadata(load(path)["metadata"], path)
+        return check_metadata(read_checkpoint(path)["metadata"], path)
     if k == "onnx":
         import onnxruntime as ort
 

@@ -3,7 +3,7 @@
 While faces are tracked, the detector scans the whole frame every `detection_period_s` and in
 between looks only near them; after a frame in which a face was new, or was not found again near
 where it was, and while no face is tracked, it scans every frame whole. A face the detector loses
-is carried by the visual tracker (`fer_ros.carry`) for up to `track_carry_s` and reported with
+is carried by the visual tracker (`fer_ros.vision.carry`) for up to `track_carry_s` and reported with
 `carried` set.
 
 ROS-free and torch-free (with the onnxruntime backend); the ROS node, `fer-ros infer`, replay and
@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .carry import Carrier
 from .classes import UNKNOWN
 from .config import FACE_FIELDS, FIELDS, ConfigError, PipelineConfig, coerce, validate
-from .encodings import check_frame
 from .errors import ModelFileError
-from .faces import Detector
 from .framing import Framer
 from .inference import Backend, load_backend
-from .tracking import Tracker
+from .vision.carry import Carrier
+from .vision.encodings import check_frame
+from .vision.faces import Detector
+from .vision.tracking import Tracker
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The one function that turns grey face crops into model input, for training and inference.
 
-Train/serve skew is the classic facial-expression bug: training (`fer_ros.data`), the
+Train/serve skew is the classic facial-expression bug: training (`fer_ros.learning.data`), the
 runtime pipeline and export all call `to_input`, and model files record `NORMALIZATION`
 so a backend can check it was trained the same way.
 """

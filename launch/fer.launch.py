@@ -20,7 +20,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from fer_ros.node_logic import parameter_from_text, unknown_launch_arguments
+from fer_ros.ros.node_logic import parameter_from_text, unknown_launch_arguments
 
 #: launch arguments that set the fer_node parameter of the same name when not empty
 OVERRIDES = {

@@ -10,7 +10,7 @@ node such as rep155_recognizer.launch.py classifies the faces), besides fer_node
 
 from launch.launch_description import LaunchDescription
 
-from fer_ros.launch_presets import preset
+from fer_ros.ros.launch_presets import preset
 
 #: this file's arguments (passed on to fer.launch.py) and their defaults; empty keeps the parameters file's value
 ARGUMENTS = {"namespace": "", "node_name": "fer_node", "image_topic": "", "transport": "", "detector": "",

@@ -10,7 +10,7 @@ image while the face is tracked, and publishes /humans/faces/<id>/expression und
 
 from launch.launch_description import LaunchDescription
 
-from fer_ros.launch_presets import preset
+from fer_ros.ros.launch_presets import preset
 
 #: this file's arguments (passed on to fer.launch.py) and their defaults; empty keeps the parameters file's value
 ARGUMENTS = {"namespace": "", "node_name": "fer_recognizer", "image": "aligned", "backend": "", "model": "",

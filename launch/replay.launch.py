@@ -26,7 +26,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from fer_ros.node_logic import unknown_launch_arguments
+from fer_ros.ros.node_logic import unknown_launch_arguments
 
 #: arguments passed through to fer.launch.py, with its defaults (config's default is set below)
 PASSED = {"namespace": "", "node_name": "fer_node", "mode": "", "image_topic": "", "transport": "", "rep155": "",

@@ -58,7 +58,7 @@ def onnx_model(tmp_path_factory) -> Path:
         need_module("torch", "the test model is exported from PyTorch")
         need_module("onnx", "the test model is exported to ONNX")
         from fer_ros.bench.classifier import random_checkpoint
-        from fer_ros.export import export_onnx
+        from fer_ros.learning.export import export_onnx
 
         export_onnx(random_checkpoint(path.with_suffix(".pt")), path)
     return path

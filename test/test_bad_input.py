@@ -22,8 +22,8 @@ from conftest import FACES, FER2013, ROOT, VIDEOS, need, need_module, write_fer_
 from fer_ros import cli
 from fer_ros.cli import main
 from fer_ros.config import DEFAULTS_FILE, PipelineConfig, load_config
-from fer_ros.encodings import MAX_SIDE, decode_compressed, image_to_bgr
 from fer_ros.errors import DataError, ImageError
+from fer_ros.vision.encodings import MAX_SIDE, decode_compressed, image_to_bgr
 
 PT_MODEL = ROOT / "fer_ros" / "weights" / "fer2013_arch1.pt"
 PHOTO = FACES / "single_face.jpg"
@@ -248,7 +248,7 @@ def test_bad_training_options_stop_before_any_work(capsys, tmp_path, args, words
 
 def test_config_file_keys_and_ranges(capsys, tmp_path):
     need_module("torch", "fer-ros train imports it")
-    from fer_ros.train import TrainConfig
+    from fer_ros.learning.train import TrainConfig
 
     real = ROOT / "training" / "configs" / "paper.yaml"
     typo = tmp_path / "typo.yaml"
@@ -403,7 +403,8 @@ def test_a_whole_video_is_not_called_truncated(capsys, tmp_path):
 
 def _bag_of(tmp_path, name, datas, fmt="jpeg"):
     """A bag of CompressedImage messages with these payloads, written without the decode check."""
-    from fer_ros import bagio, messages
+    from fer_ros.bags import bagio
+    from fer_ros.ros import messages
 
     with bagio.BagWriter(tmp_path / name) as bag:
         bag.add_topic("/camera/image_raw/compressed", bagio.COMPRESSED_IMAGE)
@@ -499,8 +500,8 @@ def test_nonsense_numbers_are_refused(capsys, tmp_path, onnx_model, args, comman
 
 def test_from_images_skips_a_cut_jpeg_and_checks_what_it_writes(capsys, tmp_path, monkeypatch):
     need_module("rosbags", "bags")
-    from fer_ros import bagtools
-    from fer_ros.bagio import BagReader
+    from fer_ros.bags import bagtools
+    from fer_ros.bags.bagio import BagReader
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -574,7 +575,7 @@ def test_a_cut_png_fails_in_one_line(capsys, tmp_path, onnx_model):
 
 def test_a_broken_bag_metadata_file_is_one_line(capsys, tmp_path):
     need_module("rosbags", "bags")
-    from fer_ros.bagtools import write_image_bag
+    from fer_ros.bags.bagtools import write_image_bag
 
     frames = [(i / 10, cv2.resize(cv2.imread(str(need(PHOTO))), (64, 48))) for i in range(3)]
     write_image_bag(tmp_path / "bag", frames, start_time=1.0)
@@ -609,7 +610,7 @@ def test_bench_frame_says_why_yunet_is_skipped_and_how_to_give_it(capsys, tmp_pa
 
 
 def test_loading_a_csv_shows_progress_on_a_terminal(monkeypatch, good_csv):
-    from fer_ros import data
+    from fer_ros.learning import data
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -622,8 +623,8 @@ def test_loading_a_csv_shows_progress_on_a_terminal(monkeypatch, good_csv):
 
 
 def test_binary_labels_and_a_cut_checkpoint_are_one_line(tmp_path):
+    from fer_ros.bags.labels import read_labels
     from fer_ros.errors import ModelFileError
-    from fer_ros.labels import read_labels
 
     binary = tmp_path / "labels.csv"
     binary.write_bytes(bytes(range(128, 256)) * 4)
@@ -631,8 +632,8 @@ def test_binary_labels_and_a_cut_checkpoint_are_one_line(tmp_path):
         read_labels(binary)
     assert "\n" not in str(err.value)
     need_module("torch", "checkpoints are read with torch")
-    from fer_ros import checkpoint
     from fer_ros.inference import DEFAULT_MODEL
+    from fer_ros.learning import checkpoint
 
     cut = tmp_path / "cut.pt"
     cut.write_bytes(DEFAULT_MODEL.with_suffix(".pt").read_bytes()[:20000])

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from conftest import VIDEOS, need
 
-from fer_ros import bagio
-from fer_ros.bagtools import bag_info, camera_info_topic, write_image_bag
+from fer_ros.bags import bagio
+from fer_ros.bags.bagtools import bag_info, camera_info_topic, write_image_bag
 from fer_ros.cli import main
 from fer_ros.errors import BagError, DataError
-from fer_ros.video import Video
+from fer_ros.vision.video import Video
 
 pytest.importorskip("rosbags", reason="bag IO needs rosbags (pip install 'fer_ros[bag]')")
 

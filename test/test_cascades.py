@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from fer_ros import faces
 from fer_ros.errors import ModelFileError
+from fer_ros.vision import faces
 
 NAME = "haarcascade_frontalface_default.xml"
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import FER2013, FERPLUS, ROOT, need, write_fer_csv
 
 from fer_ros.classes import FER7, FERPLUS8, canonical
-from fer_ros.data import load_dataset, load_fer2013, load_ferplus
 from fer_ros.errors import DataError
+from fer_ros.learning.data import load_dataset, load_fer2013, load_ferplus
 from fer_ros.preprocess import magnify, to_input
 
 

@@ -15,10 +15,10 @@ from conftest import FACES, ROOT, VIDEOS, YUNET, need
 
 from fer_ros.bench.footage import VARIANTS, frames, keep_rate
 from fer_ros.config import load_config
-from fer_ros.detector_model import ENV_VAR, FetchError, fetch, find_yunet
-from fer_ros.faces import make_detector
 from fer_ros.pipeline import Pipeline
-from fer_ros.yunet import MODEL_NAME, MODEL_SHA256, YuNet, free_input_size
+from fer_ros.vision.detector_model import ENV_VAR, FetchError, fetch, find_yunet
+from fer_ros.vision.faces import make_detector
+from fer_ros.vision.yunet import MODEL_NAME, MODEL_SHA256, YuNet, free_input_size
 
 SINGLE, FACE_NOFACE = VIDEOS / "pyfeat_single_face.mp4", VIDEOS / "pyfeat_face_noface.mov"
 
@@ -152,7 +152,7 @@ def test_carry_reports_a_face_the_detector_lost_and_marks_it():
                 assert stamp - last_detected <= carry_s + 1e-9
                 truth = yunet.detect(frame)
                 if truth:
-                    from fer_ros.faces import iou
+                    from fer_ros.vision.faces import iou
 
                     assert iou(truth[0].box, face.box)[0, 0] > 0.3, f"carried box off the face at {stamp:.2f} s"
     assert counts[0.0][1] == 0, "carry off, yet faces marked carried"
@@ -210,7 +210,7 @@ def test_evaluate_takes_the_pipeline_detector_options_and_counts_faceless_images
 
 
 def test_timeline_leaves_frames_without_the_face_as_gaps():
-    from fer_ros.timeline import with_gaps
+    from fer_ros.bags.timeline import with_gaps
 
     times = [0.0, 0.1, 0.2, 0.3, 1.0, 1.1, 1.2]
     t, p = with_gaps(times, np.eye(7)[:, :3])

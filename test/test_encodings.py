@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.encodings import ENCODINGS, decode_compressed, image_to_bgr
 from fer_ros.errors import ImageError
+from fer_ros.vision.encodings import ENCODINGS, decode_compressed, image_to_bgr
 
 H, W = 6, 8
 

@@ -9,11 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fer_ros import export, modelfile
+from fer_ros import modelfile
 from fer_ros.classes import FER7
 from fer_ros.cli import main
 from fer_ros.errors import FerRosError
 from fer_ros.inference import SHIPPED, OnnxRuntimeBackend, load_backend, tensorrt_provider_options
+from fer_ros.learning import export
 from fer_ros.preprocess import to_input
 
 torch = pytest.importorskip("torch")
@@ -59,8 +60,8 @@ def quantized(onnx_path):
 
 
 def torch_probs(ckpt, x):
-    from fer_ros.checkpoint import load_model
-    from fer_ros.models import Classifier
+    from fer_ros.learning.checkpoint import load_model
+    from fer_ros.learning.models import Classifier
 
     with torch.inference_mode():
         return Classifier(load_model(ckpt)[0]).eval()(torch.from_numpy(x)).numpy()

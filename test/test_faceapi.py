@@ -19,9 +19,9 @@ from conftest import ROOT, SHARED, need
 
 torch = pytest.importorskip("torch", reason="the face-api.js teacher is a PyTorch module")
 
-from fer_ros import checkpoint, faceapi  # noqa: E402
 from fer_ros.classes import FER7  # noqa: E402
-from fer_ros.models import ARCHS, build_model  # noqa: E402
+from fer_ros.learning import checkpoint, faceapi  # noqa: E402
+from fer_ros.learning.models import ARCHS, build_model  # noqa: E402
 from fer_ros.preprocess import model_input, to_input  # noqa: E402
 
 CKPLUS = SHARED / "data" / "ckplus48_dev"
@@ -158,8 +158,8 @@ def test_model_input_for_an_rgb_teacher():
 
 
 def test_distill_targets_feed_each_teacher_its_input(random_tfjs, tmp_path):
-    from fer_ros.data import Dataset
-    from fer_ros.train import TrainConfig, distill_targets
+    from fer_ros.learning.data import Dataset
+    from fer_ros.learning.train import TrainConfig, distill_targets
 
     model = faceapi.load_weights(random_tfjs[0])
     checkpoint.save(tmp_path / "t.pt", model, faceapi.metadata())

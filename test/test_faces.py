@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import FACES, VIDEOS, YUNET, need
 
-from fer_ros.align import TEMPLATE, crop_face, crop_faces
 from fer_ros.errors import ImageError, ModelFileError
-from fer_ros.faces import Face, make_detector
-from fer_ros.tracking import iou
+from fer_ros.vision.align import crop_face, crop_faces
+from fer_ros.vision.faces import TEMPLATE, Face, make_detector
+from fer_ros.vision.tracking import iou
 
 ONE_FACE = ["angry_black.jpg", "happy_black.jpg", "sad_asian.jpg", "surprise_white.jpg", "0-f1-su-ph.jpg",
             "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",

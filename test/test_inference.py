@@ -20,7 +20,7 @@ onnx = pytest.importorskip("onnx")
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     from fer_ros.bench.classifier import random_checkpoint
-    from fer_ros.export import export_onnx
+    from fer_ros.learning.export import export_onnx
 
     d = tmp_path_factory.mktemp("models")
     ckpt = random_checkpoint(d / "arch1.pt")

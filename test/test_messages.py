@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros import messages
-from fer_ros.circumplex import ANGLES, HRI_EXPRESSIONS, point, valence_arousal
 from fer_ros.classes import FER7, UNKNOWN
 from fer_ros.errors import ImageError
 from fer_ros.pipeline import FaceResult, FrameResult
+from fer_ros.ros import messages
+from fer_ros.ros.circumplex import ANGLES, HRI_EXPRESSIONS, point, valence_arousal
 
 rosbags_typesys = pytest.importorskip("rosbags.typesys", reason="rosbags is needed for the message contract tests")
 

@@ -2,9 +2,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training extras (torch) not installed")
 
-from fer_ros.models import ARCHS, Classifier, build_model, count_macs, count_params  # noqa: E402
+from fer_ros.learning.models import ARCHS, Classifier, build_model, count_macs, count_params  # noqa: E402
 
-# trainable / total (Keras counting: batch norm adds running mean and variance), see fer_ros/models.py
+# trainable / total (Keras counting: batch norm adds running mean and variance), see fer_ros/learning/models.py
 COUNTS = {"arch1": (292_863, 293_951), "arch2": (1_141_375, 1_142_463),
           "arch3": (304_719, 305_807), "arch4": (1_153_231, 1_154_319)}
 

@@ -25,8 +25,8 @@ try:
     get_package_share_directory("fer_ros")
     from fer_ros.msg import FaceEmotionArray
 
-    from fer_ros import messages
     from fer_ros.inference import DEFAULT_MODEL
+    from fer_ros.ros import messages
 except (PackageNotFoundError, ImportError) as e:
     pytest.skip(f"fer_ros is not built in the sourced workspace ({e}): colcon build, source install/setup.bash",
                 allow_module_level=True)

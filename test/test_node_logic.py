@@ -14,8 +14,8 @@ import yaml
 
 from fer_ros.classes import UNKNOWN
 from fer_ros.config import ConfigError, PipelineConfig, load_config
-from fer_ros.expression_listener import Change, DominantEmotions, describe
-from fer_ros.node_logic import (
+from fer_ros.ros.expression_listener import Change, DominantEmotions, describe
+from fer_ros.ros.node_logic import (
     COUNTERS,
     PARAMETERS,
     PIPELINE_NAMES,
@@ -116,7 +116,7 @@ def test_config_file_lists_every_parameter_with_its_default():
 
 
 def test_logic_modules_do_not_import_ros():
-    code = ("import sys, fer_ros.node_logic, fer_ros.messages, fer_ros.expression_listener; "
+    code = ("import sys, fer_ros.ros.node_logic, fer_ros.ros.messages, fer_ros.ros.expression_listener; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosbags', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -270,7 +270,7 @@ def test_hysteresis_parameters_are_checked_and_changes_described():
 
 
 def test_listener_survives_a_face_without_probabilities():
-    from fer_ros.expression_listener import DominantEmotions
+    from fer_ros.ros.expression_listener import DominantEmotions
 
     emotions = DominantEmotions()
     assert emotions.update(0.0, {1: {}}) == []

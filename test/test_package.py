@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import fer_ros
-from fer_ros import messages
-from fer_ros.node_logic import PARAMETERS
+from fer_ros.ros import messages
+from fer_ros.ros.node_logic import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CMAKE = (ROOT / "CMakeLists.txt").read_text()
@@ -54,7 +54,7 @@ def test_package_xml_declares_every_ros_dependency():
     run = {d.name for d in package.exec_depends + package.run_depends}
     used = {name.split("/")[0] for name in messages.TYPE_NAMES} - {"fer_ros"}
     ours = {"fer_ros", *sys.stdlib_module_names}
-    used |= _imports(ROOT / "fer_ros" / "node.py") - ours
+    used |= _imports(ROOT / "fer_ros" / "ros" / "node.py") - ours
     for launch_file in (ROOT / "launch").glob("*.launch.py"):
         used |= _imports(launch_file) - ours
     used |= {"cv_bridge", "ros2bag", "rosidl_default_runtime", "python3-numpy", "python3-opencv", "python3-yaml"}
@@ -79,14 +79,14 @@ def test_cmake_generates_every_message_and_installs_the_library_after_it():
 
 def test_executables_exist_and_point_at_node_functions():
     programs = re.search(r"install\(PROGRAMS ([^)]*) DESTINATION lib/\$\{PROJECT_NAME\}\)", CMAKE).group(1).split()
-    node_functions = {n.name for n in ast.parse((ROOT / "fer_ros" / "node.py").read_text()).body
+    node_functions = {n.name for n in ast.parse((ROOT / "fer_ros" / "ros" / "node.py").read_text()).body
                       if isinstance(n, ast.FunctionDef)}
     for program in programs:
         path = ROOT / program
         assert path.is_file() and os.access(path, os.X_OK), program
         text = path.read_text()
         assert text.startswith("#!/usr/bin/env python3")
-        target = re.search(r"from fer_ros\.node import (\w+)", text).group(1)
+        target = re.search(r"from fer_ros\.ros\.node import (\w+)", text).group(1)
         assert target in node_functions
 
 

@@ -134,8 +134,8 @@ def test_runtime_path_never_imports_torch(onnx_model):
         import sys, numpy as np, cv2
         from fer_ros.pipeline import Pipeline
         from fer_ros.config import load_config
-        from fer_ros.annotate import annotate
-        from fer_ros.encodings import image_to_bgr
+        from fer_ros.vision.annotate import annotate
+        from fer_ros.vision.encodings import image_to_bgr
         p = Pipeline(load_config(model={str(onnx_model)!r}, track_min_hits=1))
         image = cv2.imread({str(need(FACES / 'single_face.jpg'))!r})
         r = p.process(image_to_bgr(image.tobytes(), "bgr8", image.shape[1], image.shape[0]), 0.0)

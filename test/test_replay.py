@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from conftest import VIDEOS, need
 
-from fer_ros import bagio, messages
-from fer_ros.bagtools import image_message, write_image_bag
+from fer_ros.bags import bagio
+from fer_ros.bags.bagtools import image_message, write_image_bag
+from fer_ros.bags.labels import FACE, NO_FACE, read_labels, score
+from fer_ros.bags.replay import replay, resolve_topic
 from fer_ros.cli import main
 from fer_ros.config import load_config
 from fer_ros.errors import BagError, DataError
-from fer_ros.labels import FACE, NO_FACE, read_labels, score
-from fer_ros.node_logic import NodeConfig
-from fer_ros.replay import replay, resolve_topic
-from fer_ros.video import Video
+from fer_ros.ros import messages
+from fer_ros.ros.node_logic import NodeConfig
+from fer_ros.vision.video import Video
 
 pytest.importorskip("rosbags", reason="replay needs rosbags (pip install 'fer_ros[bag]')")
 

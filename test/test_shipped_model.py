@@ -64,7 +64,7 @@ def test_labelled_photos_through_the_full_pipeline():
 
 @pytest.mark.parametrize("name,zoom", [("fer2013", 1.0), ("fer2013-zoom", 1.1)])
 def test_model_card_accuracy_is_reproduced_by_evaluate(name, zoom):
-    from fer_ros.evaluate import evaluate
+    from fer_ros.learning.evaluate import evaluate
 
     card = card_metric(name)
     report = evaluate(None, str(need(FER2013)), "PublicTest", flip=True, zoom=zoom, progress=False)
@@ -76,7 +76,7 @@ def test_model_card_accuracy_is_reproduced_by_evaluate(name, zoom):
 def test_ferplus_card_accuracy_is_reproduced_on_ferplus_labels():
     from conftest import FERPLUS
 
-    from fer_ros.evaluate import evaluate
+    from fer_ros.learning.evaluate import evaluate
 
     if not SHIPPED["ferplus"].is_file():
         pytest.skip("the FER+ model is not shipped")

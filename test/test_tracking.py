@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fer_ros.tracking import Track, Tracker, ema_alpha, iou
+from fer_ros.vision.tracking import Track, Tracker, ema_alpha, iou
 
 
 def box(x, y, s=50):

@@ -9,11 +9,11 @@ from conftest import FER2013, ROOT, need, write_fer_csv
 
 torch = pytest.importorskip("torch", reason="training extras (torch) not installed")
 
-from fer_ros import checkpoint  # noqa: E402
 from fer_ros.cli import main  # noqa: E402
-from fer_ros.data import load_dataset  # noqa: E402
 from fer_ros.errors import ModelFileError  # noqa: E402
-from fer_ros.train import TrainConfig, distill_targets, erase, train  # noqa: E402
+from fer_ros.learning import checkpoint  # noqa: E402
+from fer_ros.learning.data import load_dataset  # noqa: E402
+from fer_ros.learning.train import TrainConfig, distill_targets, erase, train  # noqa: E402
 
 QUICK = dict(optimizer="adam", lr=2e-3, schedule="constant", warmup_epochs=0, batch_size=32, dropout=0.0,
              rotation=0, shift=0, zoom=0, hflip=False, bf16="off")
@@ -133,7 +133,7 @@ def test_teacher_probabilities_are_kept_beside_the_teacher_and_read_back(tmp_pat
 
 
 def test_capture_shift_augmentation_changes_only_the_images_it_hits():
-    from fer_ros.train import capture_shift
+    from fer_ros.learning.train import capture_shift
 
     x = torch.rand(400, 1, 48, 48) * 0.5 + 0.25
     gen = torch.Generator().manual_seed(0)
@@ -152,7 +152,7 @@ def test_logit_adjusted_loss_sees_the_prior_added_to_the_logits():
     fits the label distribution: one step leaves it as it is, where the plain loss moves it towards happy."""
     import contextlib
 
-    from fer_ros.train import train_step
+    from fer_ros.learning.train import train_step
 
     y = torch.tensor([3] * 12 + [1] * 1 + [0] * 3)
     prior = torch.bincount(y, minlength=7).float() / len(y)

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_ros.bench import machine  # noqa: E402
-from fer_ros.models import ARCHS, build_model, count_macs, count_params  # noqa: E402
-from fer_ros.train import TrainConfig, train  # noqa: E402
+from fer_ros.learning.models import ARCHS, build_model, count_macs, count_params  # noqa: E402
+from fer_ros.learning.train import TrainConfig, train  # noqa: E402
 
 
 def timing(metrics: Path) -> dict:

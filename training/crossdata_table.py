@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_ros.errors import FerRosError  # noqa: E402
-from fer_ros.evaluate import evaluate  # noqa: E402
+from fer_ros.learning.evaluate import evaluate  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CK_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_ros import checkpoint, faceapi  # noqa: E402
-from fer_ros.detector_model import ChecksumError, fetch  # noqa: E402
+from fer_ros.learning import checkpoint, faceapi  # noqa: E402
+from fer_ros.vision.detector_model import ChecksumError, fetch  # noqa: E402
 
 DEFAULT_URL = "https://raw.githubusercontent.com/justadudewhohacks/face-api.js/master/weights"
 #: sha256 of face-api.js's published face_expression_model files (v0.22.2, unchanged since 2019)

@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_ros.classes import FER7  # noqa: E402
-from fer_ros.data import load_fer2013, load_ferplus  # noqa: E402
 from fer_ros.errors import DataError  # noqa: E402
+from fer_ros.learning.data import load_fer2013, load_ferplus  # noqa: E402
 
 
 def labels(fer2013: str, votes: str, split: str) -> tuple[np.ndarray, list[str], list[str]]:
@@ -43,8 +43,8 @@ def agreement(label: list[str], majority: list[str]) -> list[tuple[str, int, flo
 
 def model_split(model: str | None, crops: np.ndarray, label: list[str], majority: list[str]) -> str:
     """The model's mirror-averaged accuracy on FER2013 labels, where FER+ agrees and where it does not."""
-    from fer_ros.evaluate import predict
     from fer_ros.inference import load_backend
+    from fer_ros.learning.evaluate import predict
 
     net = load_backend(model)
     said = np.array(net.classes)[predict(net, crops, flip=True).argmax(1)]

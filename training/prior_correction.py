@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_ros import checkpoint  # noqa: E402
-from fer_ros.data import load_dataset  # noqa: E402
 from fer_ros.errors import FerRosError  # noqa: E402
-from fer_ros.evaluate import evaluate  # noqa: E402
+from fer_ros.learning import checkpoint  # noqa: E402
+from fer_ros.learning.data import load_dataset  # noqa: E402
+from fer_ros.learning.evaluate import evaluate  # noqa: E402
 
 
 def correct(path: str, tau: float, out: str) -> np.ndarray:

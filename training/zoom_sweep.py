@@ -15,10 +15,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_ros.data import load_dataset  # noqa: E402
 from fer_ros.errors import FerRosError  # noqa: E402
-from fer_ros.evaluate import predict, to_model_labels  # noqa: E402
 from fer_ros.inference import load_backend  # noqa: E402
+from fer_ros.learning.data import load_dataset  # noqa: E402
+from fer_ros.learning.evaluate import predict, to_model_labels  # noqa: E402
 
 FACTORS = (0.9, 1.05, 1.1, 1.15, 1.2)
 

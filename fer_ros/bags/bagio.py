@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import messages
-from .errors import BagError, ImageError, read_yaml
-from .messages import DISTROS
+from ..errors import BagError, ImageError, read_yaml
+from ..ros import messages
+from ..ros.messages import DISTROS
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -202,7 +202,7 @@ class BagReader:
         """An Image or CompressedImage message (CDR) to (BGR uint8 image, its std_msgs Header); else ImageError."""
         from rosbags.serde import SerdeError
 
-        from .messages import bgr_from_msg
+        from ..ros.messages import bgr_from_msg
         try:
             msg = self.store.deserialize_cdr(data, msgtype)
         except SerdeError as err:
@@ -289,7 +289,7 @@ class BagWriter:
     """A new bag, written with rosbags; use as a context manager, which closes it even after an error.
 
     Messages are instances of `self.store.types[...]`: the distro's standard types, or give a `store`
-    with more registered (`fer_ros.messages.rosbags_typestore`).
+    with more registered (`fer_ros.ros.messages.rosbags_typestore`).
     """
 
     def __init__(self, path: str | Path, storage: str = "sqlite3", distro: str = "humble", store=None):

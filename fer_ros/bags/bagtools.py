@@ -20,11 +20,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from . import bagio, messages
-from .cli import EXIT_OK, EXIT_SKIPPED, check_output, number
-from .encodings import IMAGE_SUFFIXES, decode_compressed, image_to_bgr, read_image
-from .errors import DataError, FerRosWarning, ImageError, read_yaml
-from .video import Video, scaled
+from ..cli import EXIT_OK, EXIT_SKIPPED, check_output, number
+from ..errors import DataError, FerRosWarning, ImageError, read_yaml
+from ..ros import messages
+from ..vision.encodings import IMAGE_SUFFIXES, decode_compressed, image_to_bgr, read_image
+from ..vision.video import Video, scaled
+from . import bagio
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import canonical
-from .errors import DataError
-from .metrics import classification_report
+from ..classes import canonical
+from ..errors import DataError
+from ..metrics import classification_report
 
 FACE = "face"
 NO_FACE = "no_face"

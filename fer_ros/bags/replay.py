@@ -24,16 +24,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from . import bagio, messages
-from .annotate import annotate
-from .cli import check_output, number
-from .config import PipelineConfig, overrides_from, read_parameters
-from .config import add_arguments as config_arguments
-from .errors import BagError, DataError, ImageError
+from ..cli import check_output, number
+from ..config import PipelineConfig, overrides_from, read_parameters
+from ..config import add_arguments as config_arguments
+from ..errors import BagError, DataError, ImageError
+from ..metrics import format_report
+from ..pipeline import FrameResult, Pipeline
+from ..ros import messages
+from ..ros.node_logic import NodeConfig, TrackTopics, configs_from_parameters
+from ..vision.annotate import annotate
+from . import bagio
 from .labels import Labels, read_labels, score
-from .metrics import format_report
-from .node_logic import NodeConfig, TrackTopics, configs_from_parameters
-from .pipeline import FrameResult, Pipeline
 
 #: stages timed besides the pipeline's own (detect, align, classify, track, total)
 IO_STAGES = ("read", "decode", "write")
@@ -96,7 +97,7 @@ class OutputBag:
 
 
 class VideoOut:
-    """An annotated MP4 of the processed frames (`fer_ros.annotate`), at the first frame's size."""
+    """An annotated MP4 of the processed frames (`fer_ros.vision.annotate`), at the first frame's size."""
 
     def __init__(self, path: str | Path, fps: float):
         self.path, self.fps, self._writer, self._size = str(path), fps, None, None
@@ -296,7 +297,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
 
 def write_report(result: ReplayResult, folder: str | Path) -> dict:
     """report.json, timeline.png and, with labels, confusion PNGs into `folder`; returns their paths."""
-    from .plots import plot_confusion
+    from ..plots import plot_confusion
     from .timeline import plot_timeline
 
     report = result.report

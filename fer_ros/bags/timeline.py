@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import pyplot
+from ..plots import pyplot
 
 
 def plot_timeline(tracks: dict[int, tuple[list[float], list[np.ndarray]]], classes: tuple[str, ...],

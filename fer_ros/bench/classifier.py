@@ -20,9 +20,9 @@ def random_checkpoint(path: str | Path, arch: str = "arch1", seed: int = 0) -> P
     """Save a randomly initialised model (random batch-norm statistics too) as a fer_ros checkpoint."""
     import torch
 
-    from ..checkpoint import save
     from ..classes import FER7
-    from ..models import build_model
+    from ..learning.checkpoint import save
+    from ..learning.models import build_model
     from ..preprocess import INPUT_SIZE, NORMALIZATION
 
     torch.manual_seed(seed)
@@ -41,8 +41,8 @@ def random_checkpoint(path: str | Path, arch: str = "arch1", seed: int = 0) -> P
 
 
 def run(args) -> list[dict]:
-    from ..export import export_onnx, quantize_onnx
     from ..inference import load_backend
+    from ..learning.export import export_onnx, quantize_onnx
     from ..preprocess import to_input
 
     repeat = max(5, args.repeat // 5) if args.quick else args.repeat

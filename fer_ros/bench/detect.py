@@ -67,7 +67,7 @@ def _footage_row(tried, reference, detector, clip, path, variant, limit) -> dict
 
 def photo_sets() -> dict[str, list[np.ndarray]]:
     """The real photos, and harder sets made from the one-face ones."""
-    from ..faces import make_detector
+    from ..vision.faces import make_detector
 
     paths = sorted(p for p in PHOTOS.rglob("*.jpg"))
     photos = [cv2.imread(str(p)) for p in paths]
@@ -79,7 +79,7 @@ def photo_sets() -> dict[str, list[np.ndarray]]:
 
 
 def photo_rows() -> list[dict]:
-    from ..faces import iou, make_detector
+    from ..vision.faces import iou, make_detector
 
     truth = make_detector("yunet", frame_section.YUNET, detection_size=0, score_threshold=0.8)
     detectors = {"haar": make_detector("haar"), "haar thorough": make_detector("haar", thorough=True),

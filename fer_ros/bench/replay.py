@@ -25,11 +25,11 @@ CASES = (("sqlite3", "humble", False), ("mcap", "jazzy", False), ("mcap", "jazzy
 
 
 def run(args) -> list[dict]:
-    from ..bagtools import write_image_bag
+    from ..bags.bagtools import write_image_bag
+    from ..bags.replay import replay
     from ..config import load_config
     from ..pipeline import Pipeline
-    from ..replay import replay
-    from ..video import Video
+    from ..vision.video import Video
 
     if not CLIP.is_file():
         return [{"section": "replay", "case": "skipped", "note": f"{CLIP} is absent"}]

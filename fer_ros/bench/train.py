@@ -14,8 +14,8 @@ FER2013_TRAIN = 28_709
 def run(args) -> list[dict]:
     import torch
 
-    from ..models import ARCHS, build_model
-    from ..train import TrainConfig, augment, cpu_has_bf16, make_optimizer, train_step
+    from ..learning.models import ARCHS, build_model
+    from ..learning.train import TrainConfig, augment, cpu_has_bf16, make_optimizer, train_step
 
     cfg = TrainConfig()
     steps = 5 if args.quick else 20

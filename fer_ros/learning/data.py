@@ -2,7 +2,7 @@
 
 Every loader returns a `Dataset` of uint8 crops; `fer_ros.preprocess.to_input` turns them
 into model input, exactly as at inference time. Images that are not face crops go through
-the runtime's face detection and alignment (`fer_ros.faces`, `fer_ros.align`).
+the runtime's face detection and alignment (`fer_ros.vision.faces`, `fer_ros.vision.align`).
 """
 
 import contextlib
@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .classes import FER7, FERPLUS8, canonical
-from .encodings import IMAGE_SUFFIXES, read_image
-from .errors import DataError, ImageError
-from .preprocess import INPUT_SIZE
+from ..classes import FER7, FERPLUS8, canonical
+from ..errors import DataError, ImageError
+from ..preprocess import INPUT_SIZE
+from ..vision.encodings import IMAGE_SUFFIXES, read_image
 
 FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 # FER+ vote columns, in file order, mapped to our class names (unknown and NF are not classes)
@@ -286,8 +286,8 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, framer=
     if not root.is_dir():
         raise DataError(f"{root}: not a folder of {'class sub-folders' if labelled else 'images'}")
     if framer is None and crops != "crops":
-        from .config import load_config
-        from .framing import Framer
+        from ..config import load_config
+        from ..framing import Framer
 
         framer = Framer(load_config(), size)
     skipped, framing, images, labels, names = Counter(), Counter(), [], [], []

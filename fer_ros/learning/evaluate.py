@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cli import check_output, number
-from .config import FACE_FIELDS, load_config, overrides_from
-from .config import add_arguments as config_arguments
+from ..cli import check_output, number
+from ..config import FACE_FIELDS, load_config, overrides_from
+from ..config import add_arguments as config_arguments
+from ..errors import DataError
+from ..metrics import classification_report, format_report
 from .data import CROP_MODES, EXPECTED_SKIPS, Dataset, load_dataset
-from .errors import DataError
-from .metrics import classification_report, format_report
 
 
 def add_arguments(p) -> None:
@@ -77,11 +77,11 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
              limit: int = 0, skip_bad: bool = False, progress: bool = True, faces=None, crops: str = "auto") -> dict:
     """The classification report of `model` (a list: their mean) on `data`, with what was skipped and why.
 
-    Image folders are framed as `crops` says (see `fer_ros.data.load_image_folder`), faces found and cropped
+    Image folders are framed as `crops` says (see `fer_ros.learning.data.load_image_folder`), faces found and cropped
     as the `faces` PipelineConfig says (default: the shipped parameters), Haar scanning thoroughly.
     """
-    from .framing import Framer
-    from .inference import load_backend
+    from ..framing import Framer
+    from ..inference import load_backend
 
     nets = [load_backend(m, backend, device) for m in (model if isinstance(model, list) else [model])]
     classes = tuple(nets[0].classes)
@@ -124,7 +124,7 @@ def run(args) -> int:
     if report["skipped"]:
         print("skipped: " + ", ".join(f"{n} ({why})" for why, n in report["skipped"].items()))
     if args.confusion:
-        from .plots import plot_confusion
+        from ..plots import plot_confusion
 
         plot_confusion(report["confusion"], report["classes"], args.confusion,
                        f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import modelfile
-from .errors import FerRosError
-from .inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend, trt_logger
-from .preprocess import to_input
+from .. import modelfile
+from ..errors import FerRosError
+from ..inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend, trt_logger
+from ..preprocess import to_input
 
 FORMATS = ("onnx", "onnx-int8", "tensorrt")
 DEFAULT_OPSET = 17

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classes import FER7, canonical
+from ..classes import FER7, canonical
 
 ARCH = "faceapi_expression"
 MODEL_NAME = "face_expression_model"

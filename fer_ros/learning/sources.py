@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import FER7
+from ..classes import FER7
+from ..errors import DataError
 from .data import UNLABELLED, Dataset, load_dataset, load_image_folder
-from .errors import DataError
 
 #: bump when the crops of the same files and framing would change (a new framing code path)
 CACHE_VERSION = 1
@@ -42,7 +42,7 @@ class Source:
     pixels: str | None = None  # FER2013 CSV holding the pixels, when path is the FER+ votes CSV
     soft: bool = False  # FER+: the vote distribution as targets
     labelled: bool = True  # False: a folder of photos without labels (targets from the teacher)
-    crops: str = "auto"  # folders: see fer_ros.data.load_image_folder
+    crops: str = "auto"  # folders: see fer_ros.learning.data.load_image_folder
     group: str | None = None  # folders: regex on the file name whose first group is the image's group
     dev_fraction: float = 0.2  # folders: share of the groups held out as dev
     dev_seed: int = 0  # folders: which groups are dev

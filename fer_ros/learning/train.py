@@ -22,14 +22,14 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from ..classes import FER7
+from ..errors import DataError
+from ..metrics import format_report, report_from_confusion
+from ..plots import plot_confusion, plot_curves
+from ..preprocess import INPUT_SIZE, NORMALIZATION, to_input
 from . import checkpoint
-from .classes import FER7
 from .data import Dataset
-from .errors import DataError
-from .metrics import format_report, report_from_confusion
 from .models import ARCHS, build_model, count_params
-from .plots import plot_confusion, plot_curves
-from .preprocess import INPUT_SIZE, NORMALIZATION, to_input
 from .sources import epoch_index
 
 
@@ -76,7 +76,7 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the teacher's probabilities in each target (the rest: the label)
     distill_temperature: float = 2.0  # the teacher's logits are divided by this before the softmax
     distill_mirror: bool = True  # the teacher's probabilities averaged with its mirror image's (else the image's own)
-    #: several training sources, each a mapping of fer_ros.sources.Source's fields (default: `data` alone)
+    #: several training sources, each a mapping of fer_ros.learning.sources.Source's fields (default: `data` alone)
     sources: list = field(default_factory=list)
     #: validation sources likewise (default: `val_data` or `data`, `val_split`); the first is `val_accuracy`
     val_sources: list = field(default_factory=list)
@@ -96,7 +96,7 @@ class TrainConfig:
         """
         import difflib
 
-        from .errors import read_yaml
+        from ..errors import read_yaml
 
         limits = {  # (lo, hi) closed ranges and tuples of choices, for fields whose metadata has none
             "arch": tuple(ARCHS), "optimizer": ("sgd", "adam", "adamw"), "schedule": ("cosine", "plateau", "constant"),
@@ -156,7 +156,7 @@ class TrainConfig:
         return cls(**raw)
 
     def source_list(self, key: str) -> list:
-        """`sources` or `val_sources` as fer_ros.sources.Source objects (checked), with the single-data keys as
+        """`sources` or `val_sources` as fer_ros.learning.sources.Source objects (checked), with the single-data keys as
         the default."""
         from .sources import Source
 
@@ -189,8 +189,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     """Check the config, every override and the paths it names, and the output folder, then train."""
-    from .cli import check_output
-    from .errors import yaml_problem
+    from ..cli import check_output
+    from ..errors import yaml_problem
 
     overrides = {k: getattr(args, k) for k in ("arch", "data", "pixels", "epochs", "batch_size", "lr",
                                                "max_rows", "bf16")}
@@ -373,8 +373,8 @@ def train_step(net, opt, x: torch.Tensor, y: torch.Tensor, label_smoothing: floa
 
 def load_splits(cfg: TrainConfig) -> tuple[list[Dataset], list, list[Dataset]]:
     """(each training source's crops with their targets, the training Sources, each validation set)."""
-    from .config import load_config
-    from .framing import Framer
+    from ..config import load_config
+    from ..framing import Framer
     from .sources import load_source
 
     train_sources, val_sources = cfg.source_list("sources"), cfg.source_list("val_sources")
@@ -443,7 +443,7 @@ def teacher_probs(cfg: TrainConfig, data: Dataset) -> np.ndarray:
     """
     import hashlib
 
-    from .preprocess import model_input
+    from ..preprocess import model_input
 
     probs = 0
     teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher

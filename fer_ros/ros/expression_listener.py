@@ -6,7 +6,7 @@ not on every flicker of the classifier. A class becomes a person's dominant emot
 current one by `margin`; the dominant emotion is given up (None) when its probability stays below
 `leave` for `hold_s`. Presence has hysteresis in time too: a person missing from the frames (a face the
 detector misses now and then) has left only once they have been missing for `absent_s` seconds; until
-then they keep their state. The ROS side is `fer_ros.node.ExpressionListener` (`ros2 run fer_ros
+then they keep their state. The ROS side is `fer_ros.ros.node.ExpressionListener` (`ros2 run fer_ros
 expression_listener`), which feeds fer_ros/FaceEmotionArray messages to `DominantEmotions.update`.
 """
 

@@ -17,11 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .align import crop_matrix
+from ..classes import UNKNOWN
+from ..vision.align import crop_matrix
+from ..vision.encodings import decode_compressed, image_to_bgr
+from ..vision.faces import LANDMARKS, Face
 from .circumplex import HRI_EXPRESSIONS, valence_arousal
-from .classes import UNKNOWN
-from .encodings import decode_compressed, image_to_bgr
-from .faces import LANDMARKS, Face
 
 #: every message type the builders use, by package
 TYPE_NAMES = (
@@ -37,18 +37,18 @@ TYPE_NAMES = (
     "diagnostic_msgs/msg/KeyValue", "diagnostic_msgs/msg/DiagnosticStatus", "diagnostic_msgs/msg/DiagnosticArray",
 )
 
-_HERE = Path(__file__).resolve().parent
-#: where our own .msg files are: installed beside this module (colcon), or the source checkout's msg/
-OWN_MSG_DIRS = (_HERE / "interfaces" / "fer_ros" / "msg", _HERE.parent / "msg")
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: where our own .msg files are: installed in the package (colcon, pip), or the source checkout's msg/
+OWN_MSG_DIRS = (_PACKAGE / "interfaces" / "fer_ros" / "msg", _PACKAGE.parent / "msg")
 #: packaged copies of the upstream vision_msgs and hri_msgs definitions (see interfaces/README.md)
-UPSTREAM_MSG_DIR = _HERE / "interfaces"
+UPSTREAM_MSG_DIR = _PACKAGE / "interfaces"
 #: ROS4HRI (REP-155) topics: the tracked face ids, and per face id its sub-topics
 HRI_TRACKED = "/humans/faces/tracked"
 HRI_FACE = "/humans/faces/{}/{}"
 HRI_EXPRESSION = "/humans/faces/{}/expression"
 #: the per-face sub-topics fer_node publishes as a ROS4HRI face detector (rep155: true)
 HRI_FACE_TOPICS = ("roi", "landmarks", "cropped", "aligned", "expression")
-#: hri_msgs/FacialLandmarks index of each of `fer_ros.faces.LANDMARKS` (YuNet's five points), as
+#: hri_msgs/FacialLandmarks index of each of `fer_ros.vision.faces.LANDMARKS` (YuNet's five points), as
 #: hri_face_detect maps YuNet's: the eye on the image's left is the person's right pupil
 HRI_LANDMARKS = {"right_eye": 68, "left_eye": 69, "nose": 30, "right_mouth": 48, "left_mouth": 54}
 #: hri_msgs/FacialLandmarks holds this many points, one per landmark code
@@ -226,7 +226,7 @@ def roi(types: MessageTypes, box, score: float, image_size: tuple[int, int], hea
 
 
 def facial_landmarks(types: MessageTypes, points, score: float, image_size: tuple[int, int], header):
-    """hri_msgs/FacialLandmarks of a face's (5, 2) pixel landmarks in `fer_ros.faces.LANDMARKS` order (NaN rows
+    """hri_msgs/FacialLandmarks of a face's (5, 2) pixel landmarks in `fer_ros.vision.faces.LANDMARKS` order (NaN rows
     unknown), or None when none is known. Known points sit at their hri_msgs index (`HRI_LANDMARKS`) as
     fractions of the image with c = the detector's score; the other 65 (and unknown ones) are 0, 0 with c = 0,
     as hri_face_detect leaves the points YuNet does not give."""
@@ -266,7 +266,7 @@ def cropped_face(bgr: np.ndarray, box, size: int = 128) -> np.ndarray:
 
 def aligned_face(bgr: np.ndarray, face, size: int = 128) -> np.ndarray:
     """REP-155 /aligned image: the face as the classifier sees it (eyes level where landmarks are known, framed
-    like FER2013, `fer_ros.align`) in colour, (size, size) bgr8. `face` has box and landmarks (a FaceResult)."""
+    like FER2013, `fer_ros.vision.align`) in colour, (size, size) bgr8. `face` has box and landmarks (a FaceResult)."""
     m = crop_matrix(Face(np.asarray(face.box, np.float32), float(face.score), face.landmarks)) * size
     if bgr.ndim == 2:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)

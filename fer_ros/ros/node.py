@@ -1,9 +1,9 @@
 """The ROS 2 nodes: the thin rclpy layer (the only module that imports rclpy).
 
 `FerNode` (`ros2 run fer_ros fer_node`) runs the face pipeline on a camera topic; its logic is in
-`fer_ros.node_logic` and its messages are built by `fer_ros.messages`, both ROS-free.
+`fer_ros.ros.node_logic` and its messages are built by `fer_ros.ros.messages`, both ROS-free.
 `ExpressionListener` (`ros2 run fer_ros expression_listener`) is the example consumer: it logs each
-person's dominant emotion, with the hysteresis of `fer_ros.expression_listener`.
+person's dominant emotion, with the hysteresis of `fer_ros.ros.expression_listener`.
 """
 
 import dataclasses
@@ -20,11 +20,12 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 
+from ..errors import FerRosError
+from ..inference import load_backend
+from ..pipeline import Pipeline
+from ..vision.annotate import annotate
 from . import messages
-from .annotate import annotate
-from .errors import FerRosError
 from .expression_listener import DominantEmotions, describe
-from .inference import load_backend
 from .node_logic import (
     COUNTERS,
     PARAMETERS,
@@ -39,7 +40,6 @@ from .node_logic import (
     to_config_value,
     validate_parameter,
 )
-from .pipeline import Pipeline
 
 #: seconds between repeats of the same warning (on the node clock)
 THROTTLE_S = 5.0

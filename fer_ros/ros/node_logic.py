@@ -1,6 +1,6 @@
 """The node's logic without ROS: parameters, newest-frame slot, statistics, per-face topic bookkeeping.
 
-`fer_ros.node` wires these to rclpy; everything here is plain Python so it is tested without ROS.
+`fer_ros.ros.node` wires these to rclpy; everything here is plain Python so it is tested without ROS.
 """
 
 from __future__ import annotations
@@ -11,63 +11,21 @@ import statistics
 import threading
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import PurePath
 from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
 
-from . import config as pipeline_config
-from .classes import UNKNOWN
-from .config import ConfigError, PipelineConfig
+from .. import config as pipeline_config
+from ..classes import UNKNOWN
+from ..config import ConfigError, NodeConfig, PipelineConfig
 
 T = TypeVar("T")
 
 #: seconds of history behind the rates and latencies in the diagnostics
 STATS_WINDOW_S = 10.0
-
-
-def _meta(description: str, **extra) -> dict:
-    return {"description": description, "dynamic": False, **extra}
-
-
-@dataclass
-class NodeConfig:
-    """Parameters of the node itself (the pipeline's are PipelineConfig's); none can change at run time."""
-
-    mode: str = field(default="detector", metadata=_meta(
-        "detector: find, track and classify the faces of the camera images itself; recognizer: classify the faces "
-        "another ROS4HRI (REP-155) face detector publishes (/humans/faces/tracked and each face's aligned or "
-        "cropped image) and publish /humans/faces/<id>/expression under its ids", choices=("detector", "recognizer")))
-    image_topic: str = field(default="image", metadata=_meta(
-        "input image topic, relative so that namespaces and remapping apply; with transport 'compressed' the "
-        "node subscribes to <image_topic>/compressed"))
-    transport: str = field(default="raw", metadata=_meta(
-        "'raw' subscribes to sensor_msgs/Image, 'compressed' to sensor_msgs/CompressedImage (JPEG/PNG)",
-        choices=("raw", "compressed")))
-    faces_topic: str = field(default="faces", metadata=_meta("output topic of fer_ros/FaceEmotionArray"))
-    detections_topic: str = field(default="detections", metadata=_meta(
-        "output topic of vision_msgs/Detection2DArray (all class scores per face, track id in `id`)"))
-    debug_image_topic: str = field(default="debug_image", metadata=_meta(
-        "output topic of the annotated sensor_msgs/Image (bgr8)"))
-    debug_image: bool = field(default=True, metadata=_meta(
-        "offer the annotated debug image; it is only drawn while someone subscribes"))
-    rep155: bool = field(default=False, metadata=_meta(
-        "detector mode: also publish the ROS4HRI (REP-155) face topics: /humans/faces/tracked (hri_msgs/IdsList) "
-        "and per face /humans/faces/<id>/roi, landmarks (where known), cropped and aligned (while subscribed) and "
-        "expression"))
-    rep155_expression: bool = field(default=True, metadata=_meta(
-        "detector mode with rep155: publish /humans/faces/<id>/expression too; turn it off when another node "
-        "(e.g. fer_node in recognizer mode) classifies the faces"))
-    face_image_size: int = field(default=128, metadata=_meta(
-        "side in pixels of the REP-155 cropped and aligned face images (REP-155's /humans/faces/width and height "
-        "default)", range=(16, 1024)))
-    recognizer_image: str = field(default="aligned", metadata=_meta(
-        "recognizer mode: the image of each face to classify, /humans/faces/<id>/aligned or /humans/faces/<id>/cropped",
-        choices=("aligned", "cropped")))
-    diagnostics_period_s: float = field(default=1.0, metadata=_meta(
-        "seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics", range=(0.1, 60.0)))
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,8 @@ Parts of a crop outside the image repeat the image's edge pixels.
 import cv2
 import numpy as np
 
-from .faces import Face
+from .faces import TEMPLATE, Face
 
-#: FER2013 median landmark positions (x, y as fractions of the crop), YuNet order
-TEMPLATE = np.array([[0.315, 0.381], [0.674, 0.376], [0.491, 0.592], [0.353, 0.739], [0.647, 0.735]], np.float32)
 #: a crop is warped at most this many times the output size, then area-resized (avoids aliasing)
 _OVERSAMPLE = 4
 

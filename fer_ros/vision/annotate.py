@@ -6,8 +6,8 @@ Used for the ROS node's debug image, `fer-ros infer --save` and replay's MP4.
 import cv2
 import numpy as np
 
-from .classes import FER7
-from .pipeline import FrameResult
+from ..classes import FER7
+from ..pipeline import FrameResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: BGR colour per class (FER7 order; other classes cycle through it), unknown in grey

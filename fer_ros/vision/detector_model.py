@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import FerRosError
-from .modelfile import sha256
+from ..errors import FerRosError
+from ..modelfile import sha256
 from .yunet import MODEL_NAME, MODEL_SHA256, MODEL_URL
 
 ENV_VAR = "FER_ROS_YUNET_MODEL"

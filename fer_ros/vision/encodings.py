@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
 
 #: encoding -> (channels, bytes per channel, cv2 conversion to BGR or None)
 _LAYOUT = {

@@ -4,7 +4,7 @@
 `detection_size` pixels (0 = full resolution). `detect_near` looks again only around known face
 boxes (a video's tracks), each at its own scale: for Haar, whose cost grows with the pixels
 scanned, a fraction of a whole scan. Boxes are reported in source pixels. `make_detector("auto")`
-takes YuNet when its model file is found (`fer_ros.detector_model`), else Haar, and says why.
+takes YuNet when its model file is found (`fer_ros.vision.detector_model`), else Haar, and says why.
 """
 
 from dataclasses import dataclass
@@ -14,11 +14,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .errors import ImageError, ModelFileError
+from ..errors import ImageError, ModelFileError
 
 DETECTORS = ("auto", "yunet", "haar")
 #: landmark order (YuNet's): the eye on the image's left first
 LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
+#: FER2013 median landmark positions (x, y as fractions of the crop), YuNet order
+TEMPLATE = np.array([[0.315, 0.381], [0.674, 0.376], [0.491, 0.592], [0.353, 0.739], [0.647, 0.735]], np.float32)
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Face:
     score: float
     #: float32 (5, 2) in LANDMARKS order; rows the detector does not know are NaN; None without landmarks
     landmarks: np.ndarray | None = None
-    #: True when no detector found the face in this frame: the visual tracker carried it (`fer_ros.carry`)
+    #: True when no detector found the face in this frame: the visual tracker carried it (`fer_ros.vision.carry`)
     carried: bool = False
 
     @property
@@ -159,8 +161,6 @@ class HaarDetector:
 
     def _tilted(self, grey: np.ndarray, scale: float) -> list[Face]:
         """Faces tilted by +-TILT degrees, found upright in rotated copies; eyes placed from the tilt."""
-        from .align import TEMPLATE
-
         faces = []
         centre = (grey.shape[1] / 2, grey.shape[0] / 2)
         for angle in (-self.TILT, self.TILT):
@@ -285,7 +285,7 @@ def _cascade(filename: str, extra_dirs=None) -> cv2.CascadeClassifier:
 
 
 class YuNetDetector:
-    """YuNet (OpenCV Zoo's CNN face detector) through ONNX Runtime (`fer_ros.yunet`), on any OpenCV:
+    """YuNet (OpenCV Zoo's CNN face detector) through ONNX Runtime (`fer_ros.vision.yunet`), on any OpenCV:
     boxes, 5 landmarks and a score per face.
 
     `detect_near` scans the whole image: a YuNet run costs about as much (1.5-3 ms) for one
@@ -322,7 +322,7 @@ class YuNetDetector:
 
 def make_detector(name: str = "haar", model_path: str | Path | None = None, **options) -> Detector:
     """A detector by name: "yunet" (needs its model file), "haar" (built in) or "auto": YuNet when
-    `fer_ros.detector_model.find_yunet(model_path)` finds its file, else Haar. Options go to the
+    `fer_ros.vision.detector_model.find_yunet(model_path)` finds its file, else Haar. Options go to the
     detector's constructor (those the chosen one does not take are dropped). The detector's `note`
     says what was chosen and why."""
     if name == "auto":

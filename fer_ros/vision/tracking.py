@@ -34,7 +34,7 @@ class Track:
     probs: np.ndarray | None = field(default=None, repr=False)
     stamp: float | None = None
     #: the face as last reported (detected or carried), the stamp it was last detected at, and how it
-    #: looked then (`fer_ros.carry`)
+    #: looked then (`fer_ros.vision.carry`)
     face: Face | None = field(default=None, repr=False)
     seen: float | None = None
     appearance: np.ndarray | None = field(default=None, repr=False)

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import DataError, FerRosWarning, ImageError
 from .encodings import check_size
-from .errors import DataError, FerRosWarning, ImageError
 
 # FFmpeg's own error lines ("moov atom not found", ...) would interleave with ours, which say what went wrong in
 # one line; OpenCV reads this when it first opens a video. Set it yourself (e.g. 16) to see them.

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 STRIDES = (8, 16, 32)
 #: YuNet 2023mar from OpenCV Zoo, the file `fer-ros models fetch` downloads and checks
