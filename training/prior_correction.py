@@ -4,9 +4,10 @@ FER2013's training labels are 3% disgust and 25% happy; a model of its posterior
 rare classes that posed datasets are full of. Subtracting tau * log(prior) from the logits (Menon
 et al. 2021, "post-hoc logit adjustment") estimates the posterior under a balanced prior. ARCH-1's
 head is a convolution with a bias followed by global average pooling, so the correction is folded
-into that bias: the network, its size and its cost stay exactly the same. The prior is counted on
-the training split named in the checkpoint's own metadata; the new checkpoint's metrics are its
-own, scored again on the validation split (the old ones are kept under prior_correction).
+into that bias: the network, its size and its cost stay exactly the same. The prior is the class
+share of the training epochs: read from the checkpoint's metadata (`data.prior`), or counted again
+on the training sources its config names; the new checkpoint's metrics are its own, scored again on
+the first validation set (the old ones are kept under prior_correction).
 
     python training/prior_correction.py fer_ros/weights/fer2013_arch1.pt --tau 0.5 --out runs/prior05.pt
 """
@@ -22,18 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_ros.errors import FerRosError  # noqa: E402
 from fer_ros.learning import checkpoint  # noqa: E402
-from fer_ros.learning.data import load_dataset  # noqa: E402
 from fer_ros.learning.evaluate import evaluate  # noqa: E402
+from fer_ros.learning.train import TrainConfig, class_prior, load_splits  # noqa: E402
 
 
 def correct(path: str, tau: float, out: str) -> np.ndarray:
     """Write `out`: the checkpoint at `path` with tau * log(prior) taken off its head's bias; returns the prior."""
     blob = checkpoint.load(path)
     meta = blob["metadata"]
-    cfg = meta["config"]
-    train = load_dataset(cfg["data"], cfg["train_split"], pixels=cfg.get("pixels"), soft=cfg.get("soft_labels", False),
-                         classes=tuple(meta["classes"]))
-    prior = np.bincount(train.labels, minlength=len(meta["classes"])) / len(train)
+    cfg = TrainConfig(**meta["config"])
+    if "prior" in meta["data"]:
+        prior = np.array([meta["data"]["prior"][c] for c in meta["classes"]])
+    else:
+        parts, sources, _ = load_splits(cfg)
+        prior = class_prior(parts, [s.weight for s in sources])
     model, _ = checkpoint.load_model(path)
     bias = model.head[1].bias  # Dropout, Conv2d(128, classes), pool, flatten
     with torch.no_grad():
@@ -42,8 +45,8 @@ def correct(path: str, tau: float, out: str) -> np.ndarray:
     meta = {**meta, "prior_correction": {"tau": tau, "prior": dict(zip(meta["classes"], prior.tolist())),
                                          "from": str(path), "metrics_before": before}}
     checkpoint.save(out, model, meta)
-    val = evaluate(out, cfg.get("val_data") or cfg["data"], cfg["val_split"], pixels=cfg.get("pixels"),
-                   flip=cfg.get("tta_flip", False), progress=False)
+    first = cfg.source_list("val_sources")[0]
+    val = evaluate(out, first.path, first.split, pixels=first.pixels, flip=cfg.tta_flip, progress=False)
     checkpoint.save(out, model, {**meta, "metrics": {**before, "val_accuracy": val["accuracy"],
                                                      "val_macro_f1": val["macro_f1"], "report": val}})
     return prior

@@ -17,6 +17,7 @@ group (a performer, a film: a regular expression's first group in the file name)
 import hashlib
 import json
 import re
+import zipfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def framed_folder(src: Source, framer, classes: tuple[str, ...], cache: Path | N
 
                 return Dataset(data["images"], data["labels"], classes, root.name, Counter(meta["skipped"]),
                                framing=Counter(meta["framing"]), files=data["files"])
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # JSONDecodeError is a ValueError
             pass  # unreadable or damaged: frame again and overwrite it
     data = load_image_folder(root, classes, framer, framer.size if framer else 48, src.crops, src.labelled)
     if path is not None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 import typing
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -412,7 +413,8 @@ def source_targets(cfg: TrainConfig, src, data: Dataset) -> Dataset:
     probs = teacher_probs(cfg, data)
     if src.pseudo:
         keep = np.flatnonzero(probs.max(1) >= src.pseudo)
-        return replace(subset(data, keep), targets=probs[keep].argmax(1))
+        below = Counter({"below the pseudo-label floor": len(data) - len(keep)})
+        return replace(subset(data, keep), targets=probs[keep].argmax(1), skipped=data.skipped + below)
     labels = soft_targets(data) if src.labelled else 0.0
     return replace(data, targets=((1 - weight) * labels + weight * probs).astype(np.float32))
 
@@ -533,10 +535,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     steps = max(1, per_epoch // (per_rank * world))
     sched = Schedule(opt, cfg, steps)
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
-    logit_offset = None
-    if cfg.logit_adjust:
-        prior = (y_train.float() if y_train.ndim == 2 else F.one_hot(y_train, len(classes)).float()).mean(0)
-        logit_offset = cfg.logit_adjust * prior.clamp(min=1e-6).log()
+    prior = torch.from_numpy(class_prior(parts, weights))
+    logit_offset = cfg.logit_adjust * prior.clamp(min=1e-6).log().to(device) if cfg.logit_adjust else None
 
     out.mkdir(parents=True, exist_ok=True)
     history, start, best = [], 0, {"val_accuracy": -1.0}
@@ -555,7 +555,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
         "normalization": NORMALIZATION, "params": {"trainable": trainable, "total": total},
         "data": {"train": " + ".join(p.source for p in parts), "n_train": per_epoch,
                  "val": " + ".join(v.source for v in val_sets), "n_val": sum(len(v) for v in val_sets),
-                 "sources": source_report(parts, sources)},
+                 "sources": source_report(parts, sources),
+                 "prior": dict(zip(classes, prior.tolist()))},
         "config": asdict(cfg), "git_commit": git_commit(), "torch": str(torch.__version__),
         "bf16": use_bf16, "processes": world,
     }
@@ -634,17 +635,26 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False) -> dict:
     return best
 
 
+def class_prior(parts: list[Dataset], weights: list[float]) -> np.ndarray:
+    """The class shares of an epoch's targets (C,): each source's mean target, by its draws per epoch."""
+    draws = np.array([w * len(p) for p, w in zip(parts, weights, strict=True)])
+    means = np.stack([soft_targets(p).mean(0) for p in parts])
+    return ((draws[:, None] * means).sum(0) / draws.sum()).astype(np.float32)
+
+
 def source_report(parts: list[Dataset], sources: list) -> list[dict]:
     """Per training source: crops used, drawn per epoch, images without a face, unreadable, how framed."""
     return [{"name": src.name, "path": src.path, "crops": len(d), "per_epoch": round(src.weight * len(d)),
              "weight": src.weight, "no_face": int(d.skipped.get("no face found", 0)),
              "unreadable": int(d.skipped.get("unreadable image", 0)), "framing": dict(d.framing),
+             "below_floor": int(d.skipped.get("below the pseudo-label floor", 0)),
              "targets": "soft" if d.targets.ndim == 2 else "labels"} for d, src in zip(parts, sources, strict=True)]
 
 
 def format_source(row: dict) -> str:
     framed = f", {row['no_face']} without a face" if row["framing"] else ""
     bad = f", {row['unreadable']} unreadable" if row["unreadable"] else ""
+    bad += f", {row['below_floor']} below the pseudo-label floor" if row["below_floor"] else ""
     return (f"  {row['name']}: {row['crops']} crops ({row['targets']}{framed}{bad}), {row['per_epoch']} an epoch "
             f"(weight {row['weight']:g})")
 
