@@ -22,6 +22,8 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     for ax, key in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
+        for name in [k for k in history[-1] if key == "accuracy" and k.startswith("val_accuracy/")]:
+            ax.plot(epochs, [h.get(name) for h in history], label=name.split("/", 1)[1], lw=1)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
@@ -47,6 +49,28 @@ def plot_confusion(cm, classes, path: str | Path, title: str = "") -> None:
             ax.text(j, i, f"{norm[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_shares(table: dict[str, dict], classes, path: str | Path, title: str) -> None:
+    """One horizontal bar per row of `table` ({row: {class: share, "n": count}}), split into the class shares."""
+    plt = pyplot()
+    rows = list(table)
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.4))
+    left = np.zeros(len(rows))
+    colours = plt.get_cmap("tab10").colors
+    for i, c in enumerate(classes):
+        share = np.array([table[r][c] for r in rows])
+        ax.barh(range(len(rows)), share, left=left, color=colours[i % 10], label=c)
+        left += share
+    ax.set_yticks(range(len(rows)), [f"{r} ({table[r]['n']})" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of faces")
+    ax.set_title(title)
+    ax.legend(ncol=len(classes), fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.06), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -25,6 +25,7 @@ from fer_ros.inference import load_backend  # noqa: E402
 from fer_ros.learning.evaluate import evaluate, predict, to_model_labels  # noqa: E402
 from fer_ros.learning.sources import Source, load_source  # noqa: E402
 from fer_ros.metrics import classification_report  # noqa: E402
+from fer_ros.plots import plot_shares  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXTRA = SHARED / "data" / "extra"
@@ -111,6 +112,7 @@ def main() -> int:
     p.add_argument("--shipped", default="fer_ros/weights/fer2013_arch1.onnx", help="the model now shipped")
     p.add_argument("--cache", type=Path, default=Path("runs/crops"), help="the framed-crop cache of training")
     p.add_argument("--json", type=Path, default=Path("runs/mix_table.json"))
+    p.add_argument("--plots", type=Path, default=Path("runs"), help="folder for the skew plots (mix_skew_*.png)")
     args = p.parse_args()
     models = {"shipped until now": args.shipped, **dict(m.split("=", 1) for m in args.model)}
     rows = {}
@@ -120,6 +122,10 @@ def main() -> int:
     winner = choose(rows, "shipped until now")
     skews = {n: skew(models[n], args.cache) for n in dict.fromkeys(["shipped until now", winner])}
     print(markdown(rows, winner, skews))
+    for name, table in skews.items():
+        classes = [c for c in next(iter(table.values())) if c != "n"]
+        plot_shares(table, classes, args.plots / f"mix_skew_{name.replace(' ', '_')}.png",
+                    f"predicted labels on utkface_unlabelled: {name}")
     print(f"chosen by the declared rule: {winner}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"models": models, "rows": rows, "winner": winner, "skew": skews}, indent=1))
