@@ -73,6 +73,7 @@ def test_fleet_report_equals_the_single_bag_reports(study, client, tmp_path, onn
             assert row["macro_f1"] == single["labels"]["expression_smoothed"]["macro_f1"]
         assert (out / name / "bag" / "metadata.yaml").is_file() and (out / name / "timeline.png").is_file()
         assert mine["fleet"]["input"] == fleet.fingerprint(study / name)
+        assert mine["fleet"]["input"]["size"] == sum(f.stat().st_size for f in (study / name).iterdir())
     assert rows["face_noface"]["labelled"] == 18 and rows["single_face"]["accuracy"] is None
     assert CLIPS["face_noface"][2] == rows["face_noface"]["frames"] and rows["single_face"]["frames"] == 12
     totals = report["totals"]
@@ -91,8 +92,9 @@ def test_fleet_report_equals_the_single_bag_reports(study, client, tmp_path, onn
     assert stamps == {name: (out / name / "report.json").stat().st_mtime_ns for name in CLIPS}
     assert again["corrupt"]["status"] == "failed" and "3 reused from an earlier run" in capsys.readouterr().out
 
-    # a changed bag is replayed again (its checksum differs), the others are not
+    # a changed bag is replayed again (its checksum differs); a touched one, the same bytes, is not
     (study / "no_face" / "metadata.yaml").write_text((study / "no_face" / "metadata.yaml").read_text() + "\n")
+    os.utime(study / "single_face" / "metadata.yaml")
     assert main(args) == 1
     third = {r["bag"]: r for r in json.loads((out / "fleet.json").read_text())["rows"]}
     assert [n for n in CLIPS if third[n]["reused"]] == ["single_face", "face_noface"]
