@@ -269,11 +269,12 @@ def replay_fleet(client, jobs: list[Job], progress: bool = True) -> tuple[list[d
 def add_arguments(p) -> None:
     """`fer-ros replay`'s options, and those of many bags."""
     replay.add_arguments(p)
-    p.add_argument("--address", metavar="HOST:PORT",
-                   help="several bags: the Dask scheduler of an existing cluster (default: DASK_SCHEDULER_ADDRESS, "
-                        "else a local cluster of --workers processes)")
-    p.add_argument("--workers", type=number(int, 1), metavar="N",
-                   help="several bags: worker processes of the local cluster (default: one per core)")
+    many = p.add_argument_group("several bags (a fleet: needs fer_ros[fleet], see docs/replay.md)")
+    many.add_argument("--address", metavar="HOST:PORT",
+                      help="the Dask scheduler of an existing cluster (default: DASK_SCHEDULER_ADDRESS, else a local "
+                           "cluster of --workers processes on this machine)")
+    many.add_argument("--workers", type=number(int, 1), metavar="N",
+                      help="worker processes of the local cluster (default: one per core)")
 
 
 def run(args) -> int:
@@ -296,6 +297,7 @@ def run(args) -> int:
                           "written in each bag's folder")
     bags = find_bags(args.bag)
     out = check_output(args.out, "--out", "folder", bags)
+    out.mkdir(parents=True, exist_ok=True)
     if args.video:
         check_output(out / args.video, "--video", "video")
     values = replay.parameters(args)
@@ -310,8 +312,8 @@ def run(args) -> int:
     fleet_report.write(fleet, out)
     fleet_report.print_summary(fleet)
     if interrupted:
-        print(f"interrupted: {fleet['totals']['done']} bags are done and kept; run the same command again to "
-              "replay the others")
+        print(f"interrupted: {fleet['totals']['done']} of {len(rows)} bags done and kept; run the same command "
+              "again to replay the others")
     if not fleet["totals"]["done"]:
         first = next(r["error"] for r in rows if r["error"])
         raise BagError(f"none of the {len(rows)} bags could be replayed (first: {first}); "
