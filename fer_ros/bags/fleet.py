@@ -215,9 +215,10 @@ def engine(address: str | None = None, workers: int | None = None):
         with client:
             yield client
         return
+    # dashboard_address ":0": any free port for the HTTP endpoints (8787 may be taken by another cluster)
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}), \
             distributed.LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                                     host="127.0.0.1", dashboard_address=None) as cluster, \
+                                     host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 

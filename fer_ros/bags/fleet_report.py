@@ -109,12 +109,13 @@ def plot(fleet: dict, path: str | Path) -> None:
                         label=f"all labelled frames: {totals['accuracy']:.2f}")
         axes[0].legend(loc="lower right", fontsize=8)
     axes[0].set_xlim(0, 1.2)
+    axes[0].set_xticks(np.linspace(0, 1, 6))
     axes[1].set_xlim(0, 1.25 * max([r["fps"] or 0.0 for r in rows] + [1.0]))
     axes[0].set_yticks(y, [r["bag"] for r in rows])
     axes[0].invert_yaxis()
     fig.suptitle(f"{totals['bags']} bags: {totals['ok']} ok, {totals['partial']} partial, {totals['failed']} failed"
                  f"{', ' + str(totals['not run']) + ' not run' if totals['not run'] else ''}; "
-                 f"{totals['frames']} frames, {totals['fps']:.0f} frames/s in all")
+                 f"{totals['frames']} frames; {totals['wall_s']:.0f} s in all")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -136,7 +137,7 @@ def print_summary(fleet: dict) -> None:
     print(f"\n{t['bags']} bags: {t['ok']} ok, {t['partial']} partial (frames skipped or cut short), {t['failed']} "
           f"failed, {t['not run']} not run; {t['reused']} reused from an earlier run")
     print(f"{t['frames']} frames, {t['with_face']} with a face, {t['faces']} faces, {t['skipped']} skipped; "
-          f"{t['fps']:.1f} frames/s in all over {t['wall_s']:.1f} s")
+          f"{t['fps']:.1f} frames/s in all over {t['wall_s']:.1f} s (the engine's start included)")
     if t["accuracy"] is not None:
         print(f"all {t['labelled']} labelled frames: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f} "
               "(smoothed)")
