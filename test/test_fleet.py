@@ -4,12 +4,13 @@ the fleet report against single-bag replays, a corrupt bag, resuming, and worker
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from conftest import VIDEOS, need
+from conftest import ROOT, VIDEOS, need
 
 from fer_ros.bags import fleet
 from fer_ros.bags.baglist import find_bags, is_fleet, labels_for, unique_names
@@ -22,6 +23,7 @@ from fer_ros.vision.video import Video
 
 pytest.importorskip("rosbags", reason="replay needs rosbags (pip install 'fer_ros[bag]')")
 pytest.importorskip("distributed", reason="a fleet replay needs Dask distributed (pip install 'fer_ros[fleet]')")
+import dask  # noqa: E402  (after the skip: dask comes with distributed)
 
 START = 1_700_000_000.0
 #: clip -> (every n-th frame, frames in the bag) at half size; face_noface gets labels (face in bag frames 0-17)
@@ -84,9 +86,11 @@ def test_fleet_report_equals_the_single_bag_reports(study, client, tmp_path, onn
         csv_lines[-1].startswith("total,3 done")
     assert (out / "fleet.png").stat().st_size > 10_000
 
-    # the same command again: the finished bags are not replayed, the corrupt one is tried again
+    # the same command again, the cluster named by Dask's config (DASK_SCHEDULER_ADDRESS) instead of --address:
+    # the finished bags are not replayed, the corrupt one is tried again
     stamps = {name: (out / name / "report.json").stat().st_mtime_ns for name in CLIPS}
-    assert main(args) == 1
+    with dask.config.set({"scheduler-address": client.scheduler.address}):
+        assert main(args[:-3] + ["--no-progress"]) == 1
     again = {r["bag"]: r for r in json.loads((out / "fleet.json").read_text())["rows"]}
     assert all(again[name]["reused"] and again[name]["frames"] == rows[name]["frames"] for name in CLIPS)
     assert stamps == {name: (out / name / "report.json").stat().st_mtime_ns for name in CLIPS}
@@ -134,6 +138,30 @@ def test_a_bag_whose_worker_dies_is_retried_once(study, client, tmp_path, onnx_m
         assert not (tmp_path / "face_noface" / fleet.ATTEMPTS).exists()
     else:
         assert "its worker died while replaying it, 2 times" in row["error"]
+
+
+def test_ctrl_c_keeps_the_finished_bags_and_a_rerun_does_the_rest(tmp_path, client, onnx_model):
+    frames = list(Video(need(VIDEOS / "pyfeat_face_noface.mov")).frames(step=3, scale=0.5))
+    for i in range(4):
+        write_image_bag(tmp_path / "in" / f"bag{i}", frames, start_time=START)
+    args = ["replay", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(onnx_model)]
+    run = subprocess.Popen([sys.executable, "-m", "fer_ros", *args, "--workers", "2", "--no-progress"], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out").glob("*/report.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C in a terminal does: the command and its workers
+    printed = run.communicate(timeout=60)[0].decode()
+    assert run.returncode == 1 and "interrupted: " in printed and "run the same command again" in printed
+    rows = json.loads((tmp_path / "out" / "fleet.json").read_text())["rows"]
+    assert {r["status"] for r in rows} <= {"ok", "not run"} and "not run" in [r["status"] for r in rows]
+    kept = sorted(p.parent.name for p in (tmp_path / "out").glob("*/report.json")
+                  if json.loads(p.read_text())["fleet"]["row"]["status"] == "ok")  # finished, if not yet reported
+    assert kept and len(kept) < 4
+    assert main([*args, "--address", client.scheduler.address, "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "out" / "fleet.json").read_text())["rows"]
+    assert [r["bag"] for r in rows if r["reused"]] == kept and all(r["status"] == "ok" for r in rows)
 
 
 def test_bags_are_found_by_path_glob_folder_and_list(study, tmp_path):

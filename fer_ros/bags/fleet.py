@@ -315,7 +315,7 @@ def run(args) -> int:
     if interrupted:
         print(f"interrupted: {fleet['totals']['done']} of {len(rows)} bags done and kept; run the same command "
               "again to replay the others")
-    if not fleet["totals"]["done"]:
+    if not fleet["totals"]["done"] and not interrupted:
         first = next(r["error"] for r in rows if r["error"])
         raise BagError(f"none of the {len(rows)} bags could be replayed (first: {first}); "
                        f"see {out / 'fleet.csv'}")
