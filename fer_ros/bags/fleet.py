@@ -284,7 +284,6 @@ def run(args) -> int:
     if not is_fleet(args.bag):
         args.bag = args.bag[0]
         return replay.run(args)
-    _distributed()
     if args.report:
         raise FerRosError(f"--report {args.report}: with several bags each report is in its bag's folder under "
                           "--out, and the fleet report in --out; drop --report")
@@ -297,6 +296,7 @@ def run(args) -> int:
         raise FerRosError(f"--video {args.video}: with several bags, give a file name (such as annotated.mp4), "
                           "written in each bag's folder")
     bags = find_bags(args.bag)
+    _distributed()
     out = check_output(args.out, "--out", "folder", bags)
     out.mkdir(parents=True, exist_ok=True)
     if args.video:
