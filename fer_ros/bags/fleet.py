@@ -99,7 +99,8 @@ def earlier(job: Job) -> dict | None:
         report = json.loads((Path(job.folder) / "report.json").read_text())
         fleet = report["fleet"]
         outputs = [o["path"] if isinstance(o, dict) else o for o in report["outputs"].values()]
-        complete = fleet["digest"] == job.digest and fleet["row"]["status"] in fleet_report.COMPLETE
+        complete = fleet["digest"] == job.digest and fleet["row"]["status"] in fleet_report.COMPLETE and \
+            {"size", "sha256"} <= fleet["input"].keys()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return fleet if complete and all(Path(o).exists() for o in outputs) else None
@@ -112,7 +113,7 @@ def replay_bag(job: Job) -> dict:
     folder = Path(job.folder)
     try:
         before = earlier(job)
-        same_files = before is not None and before["input"]["stats"] == file_stats(job.bag)
+        same_files = before is not None and before["input"].get("stats") == file_stats(job.bag)
         source = before["input"] if same_files else fingerprint(job.bag)
     except OSError as err:
         return fleet_report.failed_row(job.bag, folder, _why(err))
@@ -308,8 +309,9 @@ def run(args) -> int:
     jobs = make_jobs(bags, out, values, options, args.labels, args.video)
     t0 = time.perf_counter()
     with engine(args.address, args.workers) as client:
+        where = {"scheduler": client.scheduler.address, "workers": len(client.scheduler_info()["workers"])}
         rows, interrupted = replay_fleet(client, jobs, progress=not args.no_progress)
-    fleet = fleet_report.summary(rows, time.perf_counter() - t0, interrupted)
+    fleet = {**fleet_report.summary(rows, time.perf_counter() - t0, interrupted), "engine": where}
     fleet_report.write(fleet, out)
     fleet_report.print_summary(fleet)
     if interrupted:

@@ -58,7 +58,8 @@ def summary(rows: list[dict], wall_s: float, interrupted: bool = False) -> dict:
                                                                                      "not run")},
               "done": sum(r["status"] in COMPLETE for r in rows), "reused": sum(bool(r["reused"]) for r in rows),
               **{k: sum(r[k] for r in rows) for k in SUMMED}, "wall_s": wall_s,
-              "fps": sum(r["frames"] for r in rows if not r["reused"]) / wall_s if wall_s else 0.0}
+              "replayed": sum(r["frames"] for r in rows if not r["reused"])}
+    totals["fps"] = totals["replayed"] / wall_s if wall_s else 0.0
     labelled = [r for r in rows if r["confusion"]]
     totals["accuracy"] = totals["macro_f1"] = None
     if labelled:
@@ -137,7 +138,10 @@ def print_summary(fleet: dict) -> None:
     print(f"\n{t['bags']} bags: {t['ok']} ok, {t['partial']} partial (frames skipped or cut short), {t['failed']} "
           f"failed, {t['not run']} not run; {t['reused']} reused from an earlier run")
     print(f"{t['frames']} frames, {t['with_face']} with a face, {t['faces']} faces, {t['skipped']} skipped; "
-          f"{t['fps']:.1f} frames/s in all over {t['wall_s']:.1f} s (the engine's start included)")
+          f"this run replayed {t['replayed']} in {t['wall_s']:.1f} s, {t['fps']:.1f} frames/s (the engine's start "
+          "included)")
+    if "engine" in fleet:
+        print(f"engine: Dask distributed, {fleet['engine']['workers']} workers at {fleet['engine']['scheduler']}")
     if t["accuracy"] is not None:
         print(f"all {t['labelled']} labelled frames: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f} "
               "(smoothed)")
