@@ -38,12 +38,14 @@ setup(
         # torch: install torch==2.13.0 first on machines with a local CPU wheel (see README)
         "train": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1"],
         "bag": ["rosbags>=0.10", "matplotlib>=3.6"],
+        # many bags in one replay, on a local or an existing Dask cluster (docs/replay.md)
+        "fleet": ["rosbags>=0.10", "matplotlib>=3.6", "distributed>=2024.1"],
         # cuda-python for CUDA 12 (JetPack 6, cu12 desktops; on CUDA 13 install cuda-python>=13,<14 instead),
         # 12.9.1+ for get_cuda_native_handle; onnx for the int8 and FP16 (TensorRT 11) ONNX that export writes.
         # TensorRT itself comes with JetPack or NVIDIA's pip index.
         "tensorrt": ["cuda-python>=12.9.1,<13", "onnx>=1.15"],
         "dev": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1", "rosbags>=0.10",
-                "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5"],
+                "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5", "distributed>=2024.1"],
     },
     entry_points={"console_scripts": ["fer-ros = fer_ros.cli:main"]},
 )

@@ -36,7 +36,7 @@ COMMANDS = {
     "export": ("fer_ros.learning.export", "export a checkpoint to ONNX, a TensorRT engine or int8 ONNX"),
     "infer": ("fer_ros.infer", "run the face pipeline on an image, folder, video or camera"),
     "bench": ("fer_ros.bench", "benchmark training, inference, the frame pipeline and replay"),
-    "replay": ("fer_ros.bags.replay", "run the node's pipeline over a rosbag2 and report accuracy and speed"),
+    "replay": ("fer_ros.bags.fleet", "run the node's pipeline over rosbag2 files and report accuracy and speed"),
     "models": ("fer_ros.vision.detector_model",
                "fetch the YuNet face detector into the user cache, or say which is used"),
     "bag": ("fer_ros.bags.bagtools", "rosbag2 tools without ROS: make a bag from a video, show bag info"),

@@ -213,12 +213,13 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
            topic: str | None = None, out: str | Path | None = None, out_storage: str | None = None,
            out_distro: str | None = None, namespace: str = "/", labels: str | Path | None = None,
            video: str | Path | None = None, max_frames: int | None = None, pipeline: Pipeline | None = None,
-           progress: bool = True) -> ReplayResult:
+           progress: bool = True, on_read=None) -> ReplayResult:
     """Replay a bag through the pipeline: the report (see docs/replay.md for its fields) and the timelines.
 
     A bad image message is reported with its position and skipped; a storage error (truncated or
     corrupt bag) or Ctrl-C ends the run early, and everything computed so far is reported and written.
-    `pipeline` reuses a loaded one (reset first) instead of building one from `config`.
+    `pipeline` reuses a loaded one (reset first) instead of building one from `config`; `on_read()`, if
+    given, is called after each image message is read (a fleet's progress).
     """
     truth = read_labels(labels) if labels else None
     with ExitStack() as stack:
@@ -256,6 +257,8 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
                 t1 = time.perf_counter()
                 tally.counts["read"] += 1
                 bar.update()
+                if on_read:
+                    on_read()
                 start_ns = msg.timestamp if start_ns is None else start_ns
                 try:
                     bgr, header = reader.decode_image(info.msgtype, msg.data)
@@ -355,11 +358,14 @@ def print_report(report: dict) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag", help="rosbag2 directory (sqlite3 or MCAP, Humble or Jazzy), or its .db3/.mcap file")
+    p.add_argument("bag", nargs="+", metavar="BAG",
+                   help="rosbag2 directory (sqlite3 or MCAP, Humble or Jazzy), or its .db3/.mcap file; several bags, "
+                        "a glob, a folder of bags or a .txt file listing bags replay them all (see --out)")
     p.add_argument("--topic", help="image topic (default: the bag's only Image/CompressedImage topic)")
     p.add_argument("--config", metavar="YAML",
                    help="node parameters file (fer_ros/config/fer.yaml layout); the options below override it")
-    p.add_argument("--out", metavar="DIR", help="write the node's output topics to this new bag")
+    p.add_argument("--out", metavar="DIR", help="write the node's output topics to this new bag "
+                   "(several bags: the folder that gets one folder per bag and the fleet report)")
     p.add_argument("--out-storage", choices=bagio.STORAGES, help="storage of --out (default: the input's)")
     p.add_argument("--out-distro", choices=bagio.DISTROS, help="layout of --out (default: the input's)")
     p.add_argument("--namespace", default="/", metavar="NS", help="node namespace the output topics are resolved in "
@@ -367,13 +373,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rep155", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the ROS4HRI topics (default: the parameters file's rep155, else off)")
     p.add_argument("--labels", metavar="CSV", help="CSV of true labels: start,end,label | stamp,label | frame,label "
-                                    "(label: an expression, face, or none); see docs/replay.md")
-    p.add_argument("--video", metavar="MP4", help="write an annotated MP4 here")
+                                    "(label: an expression, face, or none); see docs/replay.md. Several bags: "
+                                    "a folder of <bag name>.csv (default: <bag name>.csv beside each bag)")
+    p.add_argument("--video", metavar="MP4",
+                   help="write an annotated MP4 here (several bags: under this name in each bag's folder)")
     p.add_argument("--report", metavar="DIR", help="folder for report.json, timeline.png and confusion PNGs "
                                     "(default: <bag name>_replay)")
     p.add_argument("--max-frames", type=number(int, 1), metavar="N", help="stop after this many image messages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     config_arguments(p)
+
+
+def parameters(args) -> dict:
+    """The node parameters of the command line: the --config file, overridden by the options."""
+    values = {**(read_parameters(args.config) if args.config else {}), **overrides_from(args)}
+    if args.rep155 is not None:
+        values["rep155"] = args.rep155
+    return values
 
 
 def run(args) -> int:
@@ -384,10 +400,7 @@ def run(args) -> int:
     check_output(args.out, "--out", "bag", inputs)
     check_output(args.video, "--video", "video", inputs)
     check_output(report_dir, "--report", "folder", inputs)
-    values = {**(read_parameters(args.config) if args.config else {}), **overrides_from(args)}
-    if args.rep155 is not None:
-        values["rep155"] = args.rep155
-    config, node = configs_from_parameters(values)
+    config, node = configs_from_parameters(parameters(args))
     result = replay(args.bag, config, node, topic=args.topic, out=args.out, out_storage=args.out_storage,
                     out_distro=args.out_distro, namespace=args.namespace, labels=args.labels, video=args.video,
                     max_frames=args.max_frames, progress=not args.no_progress)

@@ -16,7 +16,7 @@ import numpy as np
 from ..cli import check_output, missing_dependency, number
 from ..errors import FerRosError
 
-SECTIONS = ("train", "classifier", "frame", "detect", "replay")
+SECTIONS = ("train", "classifier", "frame", "detect", "replay", "fleet")
 
 
 def add_arguments(p):

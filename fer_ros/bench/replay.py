@@ -24,19 +24,25 @@ LOOPS = 3
 CASES = (("sqlite3", "humble", False), ("mcap", "jazzy", False), ("mcap", "jazzy", True))
 
 
+def looped_clip(loops: int) -> list[tuple[float, object]]:
+    """(time s, BGR frame) of CLIP played `loops` times in a row, the times running on."""
+    from ..vision.video import Video
+
+    clip = list(Video(CLIP).frames())
+    period = clip[-1][0] + (clip[-1][0] - clip[0][0]) / (len(clip) - 1)
+    return [(t + loop * period, bgr) for loop in range(loops) for t, bgr in clip]
+
+
 def run(args) -> list[dict]:
     from ..bags.bagtools import write_image_bag
     from ..bags.replay import replay
     from ..config import load_config
     from ..pipeline import Pipeline
-    from ..vision.video import Video
 
     if not CLIP.is_file():
         return [{"section": "replay", "case": "skipped", "note": f"{CLIP} is absent"}]
     passes = 1 if args.quick else 3
-    clip = list(Video(CLIP).frames())
-    period = clip[-1][0] + (clip[-1][0] - clip[0][0]) / (len(clip) - 1)
-    frames = [(t + loop * period, bgr) for loop in range(LOOPS) for t, bgr in clip]
+    frames = looped_clip(LOOPS)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
