@@ -50,7 +50,7 @@ def score(model: str, cache: Path) -> dict:
         r = evaluate(model, flip=True, progress=False, **kwargs)
         out[name] = {"accuracy": r["accuracy"], "n": r["n"], "recall": {c: v["recall"]
                                                                         for c, v in r["per_class"].items()}}
-    net = load_backend(model)
+    net = load_backend(model, "auto")
     frames = framer()
     for name, src in DEV.items():
         data = load_source(src, frames, cache, net.classes)
@@ -77,7 +77,7 @@ def choose(rows: dict[str, dict], shipped: str) -> str:
 
 def skew(model: str, cache: Path) -> dict:
     """Predicted label shares on utkface_unlabelled by age band, gender and group (from the file names)."""
-    net = load_backend(model)
+    net = load_backend(model, "auto")
     data = load_source(Source.parse({"path": str(EXTRA / "utkface_unlabelled"), "labelled": False}, "utkface"),
                        framer(), cache, net.classes)
     pred = predict(net, data.images, flip=True, progress=False).argmax(1)
