@@ -62,7 +62,8 @@ class PipelineConfig:
     backend: str = _param("onnxruntime", "inference backend", dynamic=False,
                           choices=("onnxruntime", "torch", "tensorrt"))
     model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: fer2013 (the default "
-                                     "when empty) or ferplus (FER+ labels, 8 classes with contempt)",
+                                     "when empty), ferplus (FER+ labels, 8 classes with contempt) or mix (also "
+                                     "trained on posed photos and film stills; see MODEL_CARD.md)",
                                dynamic=False)
     device: str = _param("cpu", "inference device: cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT "
                                 "provider)", dynamic=False)

@@ -42,6 +42,14 @@ def test_ferplus_model_by_name():
     assert backend.classes == FER7 + ("contempt",) and backend.metadata["config"]["soft_labels"]
 
 
+def test_mix_model_by_name_says_what_it_learnt_from():
+    backend = load_backend("mix")
+    assert backend.classes == FER7 and backend.input_size == 48 and backend.metadata["params"]["trainable"] == 292_863
+    sources = {s["name"]: s for s in backend.metadata["data"]["sources"]}
+    assert {"fer2013", "taiwan:train", "sfew_train:train", "emil_colour:all", "utkface_unlabelled"} <= set(sources)
+    assert sources["utkface_unlabelled"]["targets"] == "soft" and backend.metadata["prior_correction"]["tau"] == 0.5
+
+
 def test_checkpoint_and_onnx_agree():
     pytest.importorskip("torch", reason="the torch backend needs torch")
     x = np.random.default_rng(0).random((16, 1, 48, 48), dtype=np.float32)
@@ -62,12 +70,12 @@ def test_labelled_photos_through_the_full_pipeline():
     assert sum(right.values()) >= 6, right
 
 
-@pytest.mark.parametrize("name,zoom", [("fer2013", 1.0), ("fer2013-zoom", 1.1)])
-def test_model_card_accuracy_is_reproduced_by_evaluate(name, zoom):
+@pytest.mark.parametrize("name,model,zoom", [("fer2013", None, 1.0), ("fer2013-zoom", None, 1.1), ("mix", "mix", 1.0)])
+def test_model_card_accuracy_is_reproduced_by_evaluate(name, model, zoom):
     from fer_ros.learning.evaluate import evaluate
 
     card = card_metric(name)
-    report = evaluate(None, str(need(FER2013)), "PublicTest", flip=True, zoom=zoom, progress=False)
+    report = evaluate(model, str(need(FER2013)), "PublicTest", flip=True, zoom=zoom, progress=False)
     assert report["n"] == 3589
     assert report["accuracy"] == pytest.approx(card["accuracy"], abs=5e-4)
     assert report["macro_f1"] == pytest.approx(card["macro_f1"], abs=5e-4)

@@ -113,6 +113,8 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=Path("runs/crops"), help="the framed-crop cache of training")
     p.add_argument("--json", type=Path, default=Path("runs/mix_table.json"))
     p.add_argument("--plots", type=Path, default=Path("runs"), help="folder for the skew plots (mix_skew_*.png)")
+    p.add_argument("--skew", action="append", default=[], metavar="NAME",
+                   help="also count this model's labels on utkface_unlabelled (the shipped one and the winner always)")
     args = p.parse_args()
     models = {"shipped until now": args.shipped, **dict(m.split("=", 1) for m in args.model)}
     rows = {}
@@ -120,15 +122,16 @@ def main() -> int:
         rows[name] = score(path, args.cache)
         print(f"{name}: " + ", ".join(f"{s} {rows[name][s]['accuracy']:.4f}" for s in SETS), flush=True)
     winner = choose(rows, "shipped until now")
-    skews = {n: skew(models[n], args.cache) for n in dict.fromkeys(["shipped until now", winner])}
+    skews = {n: skew(models[n], args.cache) for n in dict.fromkeys(["shipped until now", winner, *args.skew])}
     print(markdown(rows, winner, skews))
+    print(f"chosen by the declared rule: {winner}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"models": models, "rows": rows, "winner": winner, "skew": skews}, indent=1))
+    args.plots.mkdir(parents=True, exist_ok=True)
     for name, table in skews.items():
         classes = [c for c in next(iter(table.values())) if c != "n"]
         plot_shares(table, classes, args.plots / f"mix_skew_{name.replace(' ', '_')}.png",
                     f"predicted labels on utkface_unlabelled: {name}")
-    print(f"chosen by the declared rule: {winner}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"models": models, "rows": rows, "winner": winner, "skew": skews}, indent=1))
     return 0
 
 
