@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from conftest import FACES, FER2013, ROOT, VIDEOS, need, need_module, write_fer_
 from fer_ros import cli
 from fer_ros.cli import main
 from fer_ros.config import DEFAULTS_FILE, PipelineConfig, load_config
-from fer_ros.errors import DataError, ImageError
+from fer_ros.errors import DataError, FerRosWarning, ImageError
+from fer_ros.pipeline import Pipeline
 from fer_ros.vision.encodings import MAX_SIDE, decode_compressed, image_to_bgr
 
 PT_MODEL = ROOT / "fer_ros" / "weights" / "fer2013_arch1.pt"
@@ -640,3 +642,78 @@ def test_binary_labels_and_a_cut_checkpoint_are_one_line(tmp_path):
     with pytest.raises(ModelFileError, match=f"{cut}: not a readable PyTorch checkpoint") as err:
         checkpoint.load(cut)
     assert "\n" not in str(err.value)
+
+
+# ---- time: any stamp, any frame, never an exception or a NaN -------------------------------------------------------
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # a ROS 2 workspace without python3-hypothesis
+    given = None
+
+BAD_STAMPS = [float("nan"), float("inf"), -float("inf"), -1e308, 1e308, -3.0, 0.0]
+
+
+def _frame(face: np.ndarray | None, width: int, height: int, channels: int, noise: int) -> np.ndarray:
+    """A small frame: the real face photo (else noise) at width x height, grey (channels 0), 1, 3 or 4 channels."""
+    base = cv2.resize(face, (width, height)) if face is not None else \
+        np.random.default_rng(noise).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if channels == 0:
+        return cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)
+    if channels == 1:
+        return cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)[:, :, None]
+    return base if channels == 3 else cv2.cvtColor(base, cv2.COLOR_BGR2BGRA)
+
+
+def _all_finite(result) -> bool:
+    numbers = [result.stamp, *(v for f in result.faces for v in (f.score, f.confidence, *f.box, *f.probs,
+                                                                  *f.raw_probs))]
+    return bool(np.isfinite(np.asarray(numbers, np.float64)).all())
+
+
+if given is not None:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.tuples(st.integers(24, 160), st.integers(24, 160), st.sampled_from([0, 1, 3, 4]),
+                              st.booleans(), st.one_of(st.sampled_from(BAD_STAMPS),
+                                                       st.floats(-10, 10), st.floats(allow_nan=True))),
+                    min_size=1, max_size=8))
+    def test_the_pipeline_takes_any_stamp_and_frame(onnx_model, frames):
+        photo = cv2.imread(str(PHOTO)) if PHOTO.is_file() else None
+        pipeline = Pipeline(load_config(model=str(onnx_model), detector="haar", track_min_hits=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FerRosWarning)
+            for i, (width, height, channels, with_face, stamp) in enumerate(frames):
+                for t in (stamp, 0.1 * i):  # the odd stamp, then a good one: the track must recover
+                    result = pipeline.process(_frame(photo if with_face else None, width, height, channels, i), t)
+                    assert _all_finite(result), result
+                    json.dumps(result.to_dict(), allow_nan=False)
+else:
+    def test_the_pipeline_takes_any_stamp_and_frame():
+        pytest.skip("hypothesis is not installed")
+
+
+def test_a_nan_stamp_does_not_poison_a_track(onnx_model):
+    photo = cv2.resize(cv2.imread(str(need(PHOTO))), (320, 312))
+    pipeline = Pipeline(load_config(model=str(onnx_model), detector="haar"))
+    with pytest.warns(FerRosWarning, match="stamp nan is not a finite time"):
+        results = [pipeline.process(photo, t) for t in (0.0, 0.1, float("nan"), 0.2, float("inf"), 0.3)]
+    assert all(r.faces and r.faces[0].label == "happy" and r.faces[0].track_id == 1 for r in results[1:])
+    assert [r.stamp for r in results] == [0.0, 0.1, 0.1, 0.2, 0.2, 0.3]
+    with pytest.warns(FerRosWarning, match="before the previous one .* starting over"):
+        back = pipeline.process(photo, -5.0)
+    assert back.stamp == -5.0 and pipeline.process(photo, -4.9).faces[0].track_id == 1  # tracks started over
+
+
+def test_the_recognizer_survives_any_stamp(onnx_model):
+    from fer_ros.inference import load_backend
+    from fer_ros.ros.node_logic import FaceRecognizer
+
+    face = cv2.resize(cv2.imread(str(need(PHOTO))), (128, 128))
+    recognizer = FaceRecognizer(load_backend(onnx_model), PipelineConfig())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FerRosWarning)
+        for stamp in (1.0, float("nan"), 1.1, float("inf"), -float("inf"), 0.5, 1e308, "x", None, 2.0):
+            out, = recognizer.classify({"f1": (face, stamp)})
+            assert np.isfinite(out.probs).all() and np.isfinite(out.stamp) and out.confidence == out.confidence
+    assert np.allclose(out.probs, out.raw_probs)  # 2.0 after 1e308: went back, the average started over
