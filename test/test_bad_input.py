@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES, FER2013, ROOT, VIDEOS, need, need_module, write_fer_csv
+from conftest import FACES, FER2013, ROOT, VIDEOS, YUNET, need, need_module, write_fer_csv
 
 from fer_ros import cli
 from fer_ros.cli import main
@@ -717,3 +717,157 @@ def test_the_recognizer_survives_any_stamp(onnx_model):
             out, = recognizer.classify({"f1": (face, stamp)})
             assert np.isfinite(out.probs).all() and np.isfinite(out.stamp) and out.confidence == out.confidence
     assert np.allclose(out.probs, out.raw_probs)  # 2.0 after 1e308: went back, the average started over
+
+
+# ---- the YuNet model file: one check for `models where`, `fetch` and the detector ----------------------------------
+
+def fer_ros(*args, env: dict | None = None, umask: int | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`python -m fer_ros ARGS` in a fresh process, with `env` added to (None values removed from) the environment."""
+    import os
+
+    full = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
+    for k, v in (env or {}).items():
+        if v is None:
+            full.pop(k, None)
+    return subprocess.run([sys.executable, "-m", "fer_ros", *map(str, args)], capture_output=True, text=True,
+                          env=full, cwd=cwd, timeout=120, preexec_fn=None if umask is None else lambda: os.umask(umask))
+
+
+@pytest.fixture
+def yunet_places(tmp_path):
+    """(environment of a user with an empty cache, the cached model's path, a zero-byte file, the classifier ONNX)."""
+    from fer_ros.vision.yunet import MODEL_NAME
+
+    cache = tmp_path / "cache"
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    env = {"XDG_CACHE_HOME": str(cache), "FER_ROS_YUNET_MODEL": None, "PYTHONPATH": str(ROOT)}
+    return env, cache / "fer_ros" / MODEL_NAME, empty, ROOT / "fer_ros" / "weights" / "fer2013_arch1.onnx"
+
+
+def test_models_where_checks_the_file_it_names(yunet_places):
+    env, cached, empty, classifier = yunet_places
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")  # a zero-byte file in the cache
+    done = fer_ros("models", "where", env=env)
+    assert done.returncode == 0 and done.stdout.startswith("haar: the cached ") and "0 bytes" in done.stdout
+    assert "fer-ros models fetch" in done.stdout
+    done = fer_ros("models", "where", env={**env, "FER_ROS_YUNET_MODEL": str(classifier)})  # a foreign ONNX
+    assert done.stdout.startswith("haar: $FER_ROS_YUNET_MODEL = ") and "not YuNet" in done.stdout
+    assert "fix or unset the variable" in done.stdout
+    cached.write_bytes(need(YUNET).read_bytes())  # a good cached file beats a stale variable, and says why
+    done = fer_ros("models", "where", env={**env, "FER_ROS_YUNET_MODEL": str(empty)})
+    assert done.stdout.startswith(f"yunet: {cached} ($FER_ROS_YUNET_MODEL = {empty} is not used: 0 bytes")
+
+
+@pytest.mark.parametrize("place", ["cache", "env"])
+def test_detector_yunet_finds_the_model_where_the_docs_say(yunet_places, onnx_model, place):
+    env, cached, empty, classifier = yunet_places
+    if place == "cache":
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(need(YUNET).read_bytes())
+    else:
+        env = {**env, "FER_ROS_YUNET_MODEL": str(need(YUNET))}
+    done = fer_ros("infer", need(PHOTO), "--detector", "yunet", "--model", onnx_model, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "face detector yunet: " in done.stderr and json.loads(done.stdout.splitlines()[0])["faces"]
+
+
+def test_detector_yunet_without_a_usable_model_is_one_line(yunet_places, onnx_model):
+    env, cached, empty, classifier = yunet_places
+    done = fer_ros("infer", need(PHOTO), "--detector", "yunet", "--model", onnx_model,
+                   env={**env, "FER_ROS_YUNET_MODEL": str(classifier)})
+    assert done.returncode == 2 and done.stdout == ""
+    error_line(done.stderr, "infer", "the yunet detector has no usable model file", "not YuNet",
+               "fix or unset the variable")
+    done = fer_ros("infer", need(PHOTO), "--detector", "yunet", "--detector-model", empty, "--model", onnx_model,
+                   env=env)
+    assert done.returncode == 2
+    error_line(done.stderr, "infer", f"detector_model {empty}: 0 bytes")
+
+
+# ---- downloads on a bad network: real servers on 127.0.0.1 ---------------------------------------------------------
+
+@pytest.fixture
+def bad_servers():
+    """Raw TCP servers on 127.0.0.1: {"cut": one that sends half the body it announces, "garbage": one that answers
+    something that is not HTTP}; yields their base URLs."""
+    import socket
+    import threading
+
+    replies = {"cut": b"HTTP/1.1 200 OK\r\nContent-Length: 232589\r\nContent-Type: application/octet-stream\r\n\r\n"
+                      + b"\x08" * 100_000,
+               "garbage": b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n"}
+    servers, urls = [], {}
+    for name, reply in replies.items():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+
+        def serve(sock=sock, reply=reply):
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+        threading.Thread(target=serve, daemon=True).start()
+        servers.append(sock)
+        urls[name] = f"http://127.0.0.1:{sock.getsockname()[1]}/face_detection_yunet_2023mar.onnx"
+    yield urls
+    for sock in servers:
+        sock.close()
+
+
+def test_fetch_on_a_bad_network_is_one_line(yunet_places, bad_servers):
+    env, cached, empty, classifier = yunet_places
+    closed = "http://127.0.0.1:9/face_detection_yunet_2023mar.onnx"  # the discard port: nothing listens
+    for url, words in [(bad_servers["cut"], "the transfer was cut after"),
+                       (bad_servers["garbage"], "the server's reply is not HTTP"),
+                       (closed, "cannot connect"),
+                       ("htp:/nowhere", "not a URL to download from"),
+                       ("face_detection_yunet_2023mar.onnx", "not a URL to download from")]:
+        done = fer_ros("models", "fetch", "--url", url, env=env)
+        assert done.returncode == 2, (url, done.stderr)
+        line = error_line(done.stderr, "models", words)
+        assert "bug" not in line and "unexpected" not in line
+        if "download failed" in line:
+            assert "models fetch --url file:///path/to/face_detection_yunet_2023mar.onnx" in line
+        assert not cached.parent.exists() or not any(cached.parent.iterdir()), "nothing half-written is kept"
+
+
+def test_offline_names_what_to_do():
+    import socket
+    import urllib.error
+
+    from fer_ros.vision.detector_model import download_error
+
+    err = download_error("https://github.com/x.onnx", urllib.error.URLError(socket.gaierror(-3, "Temporary failure "
+                                                                                               "in name resolution")))
+    assert "no network or unknown host (Temporary failure in name resolution)" in str(err)
+    assert "--url file:///path/to/" in str(err) and "$FER_ROS_YUNET_MODEL" in str(err)
+
+
+def test_fetch_from_a_file_url_keeps_a_readable_checked_file(yunet_places, tmp_path):
+    env, cached, empty, classifier = yunet_places
+    done = fer_ros("models", "fetch", "--url", need(YUNET).resolve().as_uri(), env=env, umask=0o022)
+    assert done.returncode == 0, done.stderr
+    assert cached.read_bytes() == YUNET.read_bytes() and cached.stat().st_mode & 0o777 == 0o644
+    assert "--url file://" in (ROOT / "README.md").read_text()
+    other = tmp_path / "other.onnx"
+    done = fer_ros("models", "fetch", "--url", classifier.resolve().as_uri(), "--dest", other, env=env, umask=0o077)
+    assert done.returncode == 2 and not other.exists()
+    error_line(done.stderr, "models", "SHA-256", "not kept")
+
+
+def test_the_readme_python_example_prints_plain_numbers():
+    text = (ROOT / "README.md").read_text()
+    code = text.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"photo.jpg"', repr(str(need(PHOTO))))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    faces = done.stdout.splitlines()[1:]
+    assert faces and "np.float" not in done.stdout and "{'angry': 0." in faces[0]

@@ -14,6 +14,7 @@ import os
 import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def download_error(url: str, err: BaseException) -> FetchError:
     if isinstance(err, urllib.error.HTTPError):
         what = f"the server answered HTTP {err.code} {err.reason}"
     elif isinstance(err, http.client.IncompleteRead):
-        what = f"the transfer was cut after {len(err.partial)} bytes"
+        what = f"the transfer was cut after {len(err.partial)} bytes" + (f" of {len(err.partial) + err.expected}"
+                                                                         if err.expected else "")
     elif isinstance(err, http.client.HTTPException):  # BadStatusLine, RemoteDisconnected, ...
         what = f"the server's reply is not HTTP ({type(err).__name__}: {str(err)[:80]!r})"
     elif isinstance(err, urllib.error.URLError):
@@ -104,7 +106,7 @@ def download_error(url: str, err: BaseException) -> FetchError:
         what = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
     else:
         what = f"{type(err).__name__}: {err}"
-    return FetchError(f"{url}: download failed: {what}; nothing was kept. Check the network, or {BY_HAND} "
+    return FetchError(f"{url}: download failed: {what}; nothing was kept. Check the network, {BY_HAND} "
                       f"(or set ${ENV_VAR} to it)")
 
 
@@ -117,6 +119,8 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
     failed or corrupted download never leaves a file that `find_yunet` would take. It is made readable
     to all as the umask allows (0644 with the usual umask 022), like any file the user creates.
     """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+        raise download_error(url, ValueError("it does not start with http://, https:// or file://"))
     dest = Path(dest) if dest else cache_dir() / MODEL_NAME
     if expected is not None and dest.is_file() and sha256(dest.read_bytes()) == expected:
         return dest
@@ -125,11 +129,14 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0)
+                total, received = int(response.headers.get("Content-Length") or 0), 0
                 while block := response.read(1 << 16):
                     out.write(block)
+                    received += len(block)
                     if progress:
                         progress(len(block), total)
+                if received < total:  # http.client ends a body cut short quietly
+                    raise http.client.IncompleteRead(b"\0" * received, total - received)
         except (ValueError, OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
             raise download_error(url, e) from None
         got = sha256(Path(tmp).read_bytes())
