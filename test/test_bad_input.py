@@ -871,3 +871,103 @@ def test_the_readme_python_example_prints_plain_numbers():
     assert done.returncode == 0, done.stderr
     faces = done.stdout.splitlines()[1:]
     assert faces and "np.float" not in done.stdout and "{'angry': 0." in faces[0]
+
+
+# ---- replay labels: rows outside the bag, a file that covers nothing, a frame labelled twice -----------------------
+
+@pytest.fixture
+def clip_bag(tmp_path) -> Path:
+    """The real clip, every 8th frame at a quarter size, as a bag: 9 frames 0.267 s apart, stamps from 1.7e9 s."""
+    need_module("rosbags", "bags")
+    from fer_ros.bags.bagtools import write_image_bag
+    from fer_ros.vision.video import Video
+
+    write_image_bag(tmp_path / "clip", Video(need(CLIP)).frames(step=8, scale=0.25), start_time=1_700_000_000.0,
+                    storage="mcap")
+    return tmp_path / "clip"
+
+
+def test_replay_labels_outside_the_bag(capsys, tmp_path, clip_bag, onnx_model):
+    labels = tmp_path / "labels.csv"
+    replay = ["replay", clip_bag, "--model", onnx_model, "--no-progress", "--labels", labels]
+    labels.write_text("start,end,label\n1700000000.0,1700000003.0,happy\n")  # bag time instead of seconds from start
+    code, out, err = cli_run(capsys, *replay, "--report", tmp_path / "r1")
+    assert code == 2
+    error_line(err, "replay", "none of its 1 rows covers a replayed frame", "0.000..2.133 s from the bag start",
+               alone=False)
+    assert (tmp_path / "r1" / "report.json").is_file()  # what was computed is kept
+    labels.write_text("frame,label\n0,happy\n3,happy\n9,happy\n40,none\n")  # frames 9 and 40 are not in the bag
+    code, out, err = cli_run(capsys, *replay, "--report", tmp_path / "r2")
+    assert code == 1, err
+    assert "fer-ros replay: warning: " in err and "2 of 4 rows cover no replayed frame (lines 4, 5)" in err
+    assert "frames 0..8" in err
+    labels.write_text("stamp,label\n1699999990.0,happy\n")
+    code, out, err = cli_run(capsys, *replay, "--report", tmp_path / "r3")
+    assert code == 2
+    error_line(err, "replay", "header stamps 1700000000.000..1700000002.133 s", alone=False)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("frame,label\n0,happy\n1,sad\n0,angry\n", "l.csv:4: frame 0 is labelled 'angry' here but 'happy' on line 2"),
+    ("stamp,label\n10.0,happy\n10.0005,sad\n", "l.csv:3: stamp 10.0005 (within 2 ms of line 2's"),
+    ("start,end,label\n0,2,happy\n5,6,none\n1.5,3,sad\n", "l.csv:4: the interval 1.5,3.0 (it overlaps line 2's)"),
+])
+def test_a_frame_labelled_twice_differently_is_refused(capsys, tmp_path, clip_bag, onnx_model, text, words):
+    (tmp_path / "l.csv").write_text(text)
+    code, out, err = cli_run(capsys, "replay", clip_bag, "--model", onnx_model, "--no-progress", "--labels",
+                             tmp_path / "l.csv", "--report", tmp_path / "r")
+    assert code == 2 and out == ""
+    error_line(err, "replay", words, "keep one label per frame")
+
+
+def test_the_same_label_twice_is_fine(tmp_path):
+    from fer_ros.bags.labels import read_labels
+
+    (tmp_path / "l.csv").write_text("start,end,label\n0,2,happy\n1,3,happy\n")
+    assert read_labels(tmp_path / "l.csv").match(0, 0.0, 1.5) == "happy"
+
+
+# ---- names and modes ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("namespace", ["bad ns", "/robot/", "//robot", "/1robot", "/robot-2", "~/x"])
+def test_an_invalid_namespace_is_refused(capsys, tmp_path, onnx_model, namespace):
+    code, out, err = cli_run(capsys, "replay", tmp_path / "bag", "--namespace", namespace, "--model", onnx_model)
+    assert code == 2 and out == ""
+    error_line(err, "replay", f"argument --namespace: {namespace!r} is not a ROS 2 namespace")
+
+
+def test_a_valid_namespace_is_used(capsys, tmp_path, clip_bag, onnx_model):
+    code, out, err = cli_run(capsys, "replay", clip_bag, "--model", onnx_model, "--no-progress", "--namespace",
+                             "robot_1/head", "--out", tmp_path / "out", "--report", tmp_path / "r")
+    assert code == 0, err
+    assert "/robot_1/head/faces" in json.loads((tmp_path / "r" / "report.json").read_text())["outputs"]["bag"][
+        "topics"]
+
+
+def test_a_recognizer_parameters_file_is_refused_by_replay(capsys, tmp_path, clip_bag, onnx_model):
+    params = tmp_path / "recognizer.yaml"
+    assert "    mode: \"detector\"\n" in DEFAULTS_FILE.read_text()
+    params.write_text(DEFAULTS_FILE.read_text().replace("    mode: \"detector\"\n", "    mode: \"recognizer\"\n"))
+    code, out, err = cli_run(capsys, "replay", clip_bag, "--config", params, "--model", onnx_model, "--report",
+                             tmp_path / "r")
+    assert code == 2 and out == "" and not (tmp_path / "r").exists()
+    error_line(err, "replay", f"{params}: mode: recognizer", "detector-mode parameters file")
+
+
+@pytest.mark.parametrize("args", [["--crops", "faces"], ["--crops", "crops"], ["--detector", "yunet"],
+                                  ["--detection-size", "640"], ["--config", DEFAULTS_FILE]])
+def test_framing_options_on_a_csv_are_refused(capsys, good_csv, onnx_model, args):
+    code, out, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", good_csv, *args)
+    assert code == 2 and out == ""
+    error_line(err, "evaluate", args[0], "is a CSV of 48x48 face crops", "drop them")
+
+
+def test_crops_mode_on_full_photos_warns(capsys, tmp_path, onnx_model):
+    for name, label in (("happy_black.jpg", "happy"), ("sad_asian.jpg", "sad")):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / name).write_bytes(need(FACES / name).read_bytes())
+    shapes = {n: cv2.imread(str(FACES / n)).shape[:2] for n in ("happy_black.jpg", "sad_asian.jpg")}
+    code, out, err = cli_run(capsys, "evaluate", "--model", onnx_model, "--data", tmp_path, "--crops", "crops")
+    assert code == 0, err
+    if any(max(s) > 1.25 * min(s) for s in shapes.values()):
+        assert "fer-ros evaluate: warning: " in err and "not square" in err and "--crops faces" in err

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
+import warnings
 from collections import Counter, defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from ..cli import check_output, number
 from ..config import PipelineConfig, overrides_from, read_parameters
 from ..config import add_arguments as config_arguments
-from ..errors import BagError, DataError, ImageError
+from ..errors import BagError, DataError, FerRosError, FerRosWarning, ImageError
 from ..metrics import format_report
 from ..pipeline import FrameResult, Pipeline
 from ..ros import messages
@@ -40,6 +42,18 @@ from .labels import Labels, read_labels, score
 IO_STAGES = ("read", "decode", "write")
 #: errors listed one by one in the report (all are counted)
 MAX_LISTED_ERRORS = 100
+
+
+#: a ROS 2 namespace: "/" or "/"-separated tokens of letters, digits and underscores, none starting with a digit
+NAMESPACE = re.compile(r"/?([A-Za-z_][A-Za-z0-9_]*)(/[A-Za-z_][A-Za-z0-9_]*)*|/")
+
+
+def ros_namespace(text: str) -> str:
+    """argparse type of --namespace: a valid ROS 2 namespace (as rclpy would accept for a node)."""
+    if not NAMESPACE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ROS 2 namespace: use /-separated names of letters, "
+                                         "digits and underscores, not starting with a digit (e.g. /robot1)")
+    return text
 
 
 def resolve_topic(name: str, namespace: str = "/", node: str = "fer_node") -> str:
@@ -145,6 +159,8 @@ class Tally:
         self.truth: list[str] = []
         self.predicted: dict[str, list[str | None]] = {"smoothed": [], "raw": []}
         self._last_stamp = -float("inf")
+        #: the processed frames' first and last index, header stamp and seconds from the bag start
+        self.span: dict[str, list[float]] = {}
 
     def error(self, msg: bagio.BagMessage, err: Exception) -> None:
         self.counts["errors"] += 1
@@ -161,6 +177,9 @@ class Tally:
         self.counts["processed"] += 1
         self.counts["stale_stamps"] += stamp_s <= self._last_stamp
         self._last_stamp = stamp_s
+        for key, value in (("frame", msg.index), ("stamp", stamp_s), ("seconds_from_start", since_start)):
+            lo, hi = self.span.get(key, (value, value))
+            self.span[key] = [min(lo, value), max(hi, value)]
         self.counts["with_face"] += bool(result.faces)
         self.counts["small_faces"] += result.n_small
         self.faces[len(result.faces)] += 1
@@ -196,8 +215,10 @@ class Tally:
             "errors": self.errors,
         }
         if self.labels:
-            out["labels"] = {"file": self.labels.path, **score(self.truth, self.predicted["smoothed"],
-                                                               self.predicted["raw"], self.classes)}
+            unused = self.labels.unused_lines()
+            out["labels"] = {"file": self.labels.path, "kind": self.labels.kind, "rows": len(self.labels.keys),
+                             "rows_outside": len(unused), "lines_outside": unused[:20], "span": self.span,
+                             **score(self.truth, self.predicted["smoothed"], self.predicted["raw"], self.classes)}
         return out
 
     def _track(self, track_id: int) -> dict:
@@ -362,7 +383,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="write the node's output topics to this new bag")
     p.add_argument("--out-storage", choices=bagio.STORAGES, help="storage of --out (default: the input's)")
     p.add_argument("--out-distro", choices=bagio.DISTROS, help="layout of --out (default: the input's)")
-    p.add_argument("--namespace", default="/", metavar="NS", help="node namespace the output topics are resolved in "
+    p.add_argument("--namespace", default="/", metavar="NS", type=ros_namespace,
+                   help="node namespace the output topics are resolved in "
                                                     "(default: %(default)s)")
     p.add_argument("--rep155", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the ROS4HRI topics (default: the parameters file's rep155, else off)")
@@ -377,8 +399,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    """Exit status 0 when every image message was processed, 1 when some were skipped or the bag ended early
-    (both said in the report), and BagError (2) when none could be processed."""
+    """Exit status 0 when every image message was processed, 1 when some were skipped, the bag ended early
+    (truncated, or Ctrl-C) or label rows covered no frame (all said in the report), and 2 (an error) when none
+    could be processed or no label row covered a frame."""
     inputs = [args.bag, args.labels, args.config]
     report_dir = args.report or f"{Path(args.bag).resolve().name}_replay"
     check_output(args.out, "--out", "bag", inputs)
@@ -388,6 +411,10 @@ def run(args) -> int:
     if args.rep155 is not None:
         values["rep155"] = args.rep155
     config, node = configs_from_parameters(values)
+    if node.mode != "detector":
+        raise FerRosError(f"{args.config}: mode: {node.mode}: replay runs the detector mode over the bag's camera "
+                          "images; a recognizer classifies another detector's per-face images, which a replay does "
+                          "not feed. Give a detector-mode parameters file (or set mode: detector)")
     result = replay(args.bag, config, node, topic=args.topic, out=args.out, out_storage=args.out_storage,
                     out_distro=args.out_distro, namespace=args.namespace, labels=args.labels, video=args.video,
                     max_frames=args.max_frames, progress=not args.no_progress)
@@ -399,4 +426,24 @@ def run(args) -> int:
                or "the topic has no messages")
         raise BagError(f"{args.bag}: nothing processed: none of the {frames['read']} messages on {report['topic']} "
                        f"gave a frame (first: {why}); see {Path(report_dir) / 'report.json'}")
-    return 1 if frames["errors"] or report["stopped"] else 0
+    return max(_check_labels(report.get("labels"), report_dir), 1 if frames["errors"] or report["stopped"] else 0)
+
+
+def _check_labels(labels: dict | None, report_dir) -> int:
+    """DataError when the labels cover no replayed frame; a warning and 1 when some rows cover none."""
+    if not labels or not labels["rows_outside"]:
+        return 0
+    span, kind = labels["span"], labels["kind"]
+    have = {"interval": f"{span['seconds_from_start'][0]:.3f}..{span['seconds_from_start'][1]:.3f} s from the bag "
+                        "start (intervals are seconds from the first message, not header stamps)",
+            "stamp": f"header stamps {span['stamp'][0]:.3f}..{span['stamp'][1]:.3f} s (stamp rows are header "
+                     "stamps in seconds, sec + nanosec / 1e9)",
+            "frame": f"frames {span['frame'][0]}..{span['frame'][1]} (frame rows are indices on the image topic, "
+                     "from 0)"}[kind]
+    lines = ", ".join(map(str, labels["lines_outside"][:5])) + (", ..." if labels["rows_outside"] > 5 else "")
+    if labels["rows_outside"] == labels["rows"]:
+        raise DataError(f"{labels['file']}: none of its {labels['rows']} rows covers a replayed frame; the frames "
+                        f"are {have}; nothing was scored (see {Path(report_dir) / 'report.json'})")
+    warnings.warn(FerRosWarning(f"{labels['file']}: {labels['rows_outside']} of {labels['rows']} rows cover no "
+                                f"replayed frame (lines {lines}); the frames are {have}"), stacklevel=2)
+    return 1

@@ -44,6 +44,17 @@ def add_arguments(p) -> None:
     config_arguments(p, FACE_FIELDS)
 
 
+def _check_framing_options(args) -> None:
+    """The framing options (--crops, --config, the face parameters) apply to image folders only: a CSV holds crops."""
+    if Path(args.data).is_dir():
+        return
+    given = [f"--{name.replace('_', '-')}" for name in overrides_from(args, FACE_FIELDS)]
+    given += [o for o, v in (("--crops", args.crops != "auto"), ("--config", args.config)) if v]
+    if given:
+        raise DataError(f"{', '.join(given)}: {args.data} is a CSV of 48x48 face crops, scored as they are; these "
+                        "options say how faces are found in an image folder; drop them")
+
+
 def zoom_factor(text: str) -> float:
     """argparse type of --zoom: a factor > 0."""
     try:
@@ -112,6 +123,7 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
 
 def run(args) -> int:
     check_output(args.confusion, "--confusion", "plot", inputs=[args.data, args.pixels, *(args.model or [])])
+    _check_framing_options(args)
     model = args.model[0] if args.model and len(args.model) == 1 else args.model
     faces = load_config(args.config, **overrides_from(args, FACE_FIELDS))
     report = evaluate(model, args.data, args.split, args.pixels, args.backend, args.device, args.flip, args.zoom,
