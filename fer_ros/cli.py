@@ -63,7 +63,7 @@ IMAGE_SUFFIXES_OUT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
 VIDEO_SUFFIXES_OUT = (".mp4", ".m4v", ".mov", ".avi", ".mkv")  # all written with the mp4v codec
 PLOT_SUFFIXES_OUT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 _SUFFIXES = {"image": IMAGE_SUFFIXES_OUT, "video": VIDEO_SUFFIXES_OUT, "plot": PLOT_SUFFIXES_OUT,
-             "json": (".json",)}
+             "json": (".json",), "model": (".onnx", ".engine", ".plan")}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -134,7 +134,7 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
                  because: str = "") -> Path | None:
     """Check an output path before any work starts; FerRosError naming `option` if it cannot be written.
 
-    kind: "image", "video", "plot", "json" (a file with a suffix its writer supports), "folder" (a folder,
+    kind: "image", "video", "plot", "json", "model" (a file with a suffix its writer supports), "folder" (a folder,
     created if missing) or "bag" (a folder that must not exist yet). Also: the place must be writable (a
     file is created there and removed), and the path must not be one of `inputs`. `new`: the path must not
     exist. `because` says why this kind, e.g. "the input is a video". Returns the path (None for None).

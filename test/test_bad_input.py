@@ -7,6 +7,7 @@ Exit status: 0 all done, 1 done with skipped items, 2 nothing done (bad input, m
 
 import dataclasses
 import gzip
+import importlib.util
 import io
 import json
 import subprocess
@@ -971,3 +972,78 @@ def test_crops_mode_on_full_photos_warns(capsys, tmp_path, onnx_model):
     assert code == 0, err
     if any(max(s) > 1.25 * min(s) for s in shapes.values()):
         assert "fer-ros evaluate: warning: " in err and "not square" in err and "--crops faces" in err
+
+
+# ---- export: options checked before any file is written, and all or nothing ------------------------------------
+
+@pytest.fixture
+def model_copy(tmp_path, onnx_model) -> Path:
+    """A copy of the real ONNX model in its own folder (the tests look at what else appears there)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "m.onnx").write_bytes(onnx_model.read_bytes())
+    return folder / "m.onnx"
+
+
+def _split(csv: Path) -> str:
+    return csv.read_text().splitlines()[1].rsplit(",", 1)[1]
+
+
+def test_int8_with_fewer_crops_than_asked_writes_nothing(capsys, model_copy, good_csv):
+    need_module("onnx", "int8 export")
+    code, out, err = cli_run(capsys, "export", model_copy, "--format", "onnx-int8", "--calib-data", good_csv,
+                             "--calib-split", _split(good_csv), "--calib-size", "100")
+    assert code == 2 and out == ""
+    error_line(err, "export", "--calib-size 100", "has only 60 crops", "--calib-size 60 or less", "nothing was written")
+    assert sorted(p.name for p in model_copy.parent.iterdir()) == ["m.onnx"]
+    # none left to measure the accuracy on: said, and the export is done
+    code, out, err = cli_run(capsys, "export", model_copy, "--format", "onnx-int8", "--calib-data", good_csv,
+                             "--calib-split", _split(good_csv), "--calib-size", "60")
+    assert code == 0, err
+    assert "fer-ros export: warning: no crops are left after calibration" in err and "RuntimeWarning" not in err
+    assert (model_copy.parent / "m.int8.onnx").is_file()
+
+
+def test_int8_from_a_checkpoint_with_too_few_crops_writes_nothing(capsys, tmp_path, good_csv):
+    need_module("torch", "a .pt checkpoint")
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(PT_MODEL.read_bytes())
+    code, _, err = cli_run(capsys, "export", pt, "--format", "tensorrt", "--int8", "--trtexec", "--calib-data",
+                           good_csv, "--calib-split", _split(good_csv), "--calib-size", "500")
+    assert code == 2
+    error_line(err, "export", "has only 60 crops")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.csv", "m.pt"]  # no float ONNX beside it either
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--format", "onnx-int8", "-o", "{model}", "--calib-data", "{csv}"], "-o {model}: that is an input of this "
+                                                                          "command"),
+    (["--format", "tensorrt", "-o", "{dir}/m.fp16.engine", "--trtexec", "--calib-data", "{csv}"],
+     "--calib-data: only for int8"),
+    (["--format", "onnx-int8", "--calib-data", "{csv}", "--calib-size", "-5"],
+     "argument --calib-size: '-5' is not a whole number >= 1"),
+    (["--format", "tensorrt", "--workspace", "-1"], "argument --workspace: '-1' is not a whole number >= 1"),
+    (["--format", "tensorrt", "--batch", "1", "-8", "32"], "argument --batch: '-8' is not a whole number >= 1"),
+    (["--format", "onnx", "--int8"], "--int8: only with --format tensorrt; for an int8 ONNX use --format onnx-int8"),
+    (["--format", "tensorrt", "--from-engine", "{model}"], "--from-engine {model}: give the engine trtexec built"),
+    (["--format", "onnx-int8", "--from-engine", "{dir}/m.engine"], "--from-engine: only with --format tensorrt"),
+])
+def test_export_options_that_would_be_ignored_or_overwrite_the_input(capsys, model_copy, good_csv, args, words):
+    before = model_copy.read_bytes()
+    args = [a.format(model=model_copy, dir=model_copy.parent, csv=good_csv) for a in args]
+    code, out, err = cli_run(capsys, "export", model_copy, *args)
+    assert code == 2 and out == ""
+    error_line(err, "export", words.format(model=model_copy))
+    assert model_copy.read_bytes() == before and sorted(p.name for p in model_copy.parent.iterdir()) == ["m.onnx"]
+
+
+def test_tensorrt_without_tensorrt_writes_nothing(capsys, tmp_path):
+    need_module("torch", "a .pt checkpoint")
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(PT_MODEL.read_bytes())
+    code, out, err = cli_run(capsys, "export", pt, "--format", "tensorrt")
+    assert code == 2 and out == ""
+    error_line(err, "export", "TensorRT's Python module is not installed", "nothing was written", "--trtexec")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
