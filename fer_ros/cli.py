@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -98,6 +99,10 @@ def error_line(command: str, err: BaseException) -> tuple[str, int]:
         where = f"{err.filename}: " if err.filename else ""
         return prefix + f"{where}{one_line(err.strerror or err)}; check the path, its permissions and the free " \
                         "space", EXIT_FAILED
+    if isinstance(err, RuntimeError) and str(err).startswith("Symlink loop from"):  # pathlib's resolve()
+        where = str(err).removeprefix("Symlink loop from ").strip("'")
+        return prefix + f"{where}: a loop of symbolic links (links that point at each other); fix or remove the " \
+                        "link", EXIT_FAILED
     if isinstance(err, MemoryError):
         return prefix + "out of memory; use smaller input (fewer rows, frames or a smaller image)", EXIT_FAILED
     return prefix + (f"unexpected {type(err).__name__}: {one_line(err)}; this is a fer_ros bug, please report it "
@@ -166,6 +171,9 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
             raise FerRosError(f"{option} {path}: exists; remove it or choose another output path")
     else:
         raise ValueError(f"unknown output kind {kind!r}")
+    if path.is_symlink() and not path.exists():
+        raise FerRosError(f"{option} {path}: a symbolic link to nowhere (or a loop of links); remove it or write "
+                          "elsewhere")
     if new and path.exists():
         raise FerRosError(f"{option} {path}: exists; remove it or choose another output path")
     if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
@@ -187,20 +195,42 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
     return path
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | Path, keep_on_interrupt: bool = False):
+    """Write `path` through a temporary file beside it: yields that file's path (same suffix, so writers pick
+    the same format; an ASCII name, so OpenCV can open it whatever `path` is called), renamed to `path` when the
+    block ends and removed when it raises, so a failed writer leaves nothing half-written. `keep_on_interrupt`:
+    Ctrl-C keeps what was written (a video of the frames so far, closed by the block)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fer_ros-", suffix=path.suffix.lower()
+                               if path.suffix.isascii() else ".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except KeyboardInterrupt:
+        if keep_on_interrupt and os.path.getsize(tmp):
+            os.replace(tmp, path)
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
             return a.samefile(b)
         return a.resolve() == b.resolve()
-    except OSError:
-        return False
+    except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links (before Python 3.13)
+        return a.absolute() == b.absolute()
 
 
 def _have_image_writer(path: Path) -> bool:
     import cv2
 
-    try:
-        return bool(cv2.haveImageWriter(str(path)))
+    try:  # the suffix alone: OpenCV crashes on a path that is not UTF-8
+        return path.suffix.isascii() and bool(cv2.haveImageWriter("x" + path.suffix.lower()))
     except cv2.error:  # e.g. .exr with its codec disabled
         return False
 

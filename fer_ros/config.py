@@ -59,8 +59,9 @@ class PipelineConfig:
     align: bool = _param(True, "rotate crops so the eyes are level when landmarks are known")
     margin: float = _param(0.0, "widen the face crop by this fraction of its side on each side (0 = FER2013 "
                                 "framing)", range=(-0.2, 0.5))
-    backend: str = _param("onnxruntime", "inference backend", dynamic=False,
-                          choices=("onnxruntime", "torch", "tensorrt"))
+    backend: str = _param("auto", "inference backend: auto (by the model file: .onnx onnxruntime, .pt torch, "
+                                  ".engine/.plan tensorrt), onnxruntime, torch or tensorrt", dynamic=False,
+                          choices=("auto", "onnxruntime", "torch", "tensorrt"))
     model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: fer2013 (the default "
                                      "when empty) or ferplus (FER+ labels, 8 classes with contempt)",
                                dynamic=False)

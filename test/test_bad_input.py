@@ -1047,3 +1047,155 @@ def test_tensorrt_without_tensorrt_writes_nothing(capsys, tmp_path):
     assert code == 2 and out == ""
     error_line(err, "export", "TensorRT's Python module is not installed", "nothing was written", "--trtexec")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+# ---- file names OpenCV cannot take, symbolic link loops, a truncated MCAP bag -------------------------------------
+
+def fer_ros_bytes(*args, cwd) -> subprocess.CompletedProcess:
+    """`python -m fer_ros ARGS` with ARGS as bytes (file names that are not UTF-8), this checkout first."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable.encode(), b"-m", b"fer_ros", *(a if isinstance(a, bytes) else
+                          str(a).encode() for a in args)], capture_output=True, env=env, cwd=cwd, timeout=180)
+
+
+def test_a_file_name_that_is_not_utf8_does_not_crash(tmp_path, onnx_model):
+    import os
+
+    photo, clip = need(PHOTO), need(CLIP)
+    done = fer_ros_bytes("infer", photo, "--model", onnx_model, "--save", b"caf\xe9.jpg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # was SIGSEGV in cv2.imwrite
+    assert cv2.imdecode(np.fromfile(os.path.join(bytes(tmp_path), b"caf\xe9.jpg"), np.uint8), 1).shape == \
+        cv2.imread(str(photo)).shape
+    done = fer_ros_bytes("infer", clip, "--model", onnx_model, "--max-frames", "3", "--save", b"clip\xff.mp4",
+                         cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert os.path.getsize(os.path.join(bytes(tmp_path), b"clip\xff.mp4")) > 1000
+    os.symlink(clip, os.path.join(bytes(tmp_path), b"in\xff.mp4"))  # OpenCV cannot open it: one line, no crash
+    done = fer_ros_bytes("infer", b"in\xff.mp4", "--model", onnx_model, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    error_line(done.stderr.decode(), "infer", "the name is not UTF-8, which OpenCV cannot open; rename the file")
+    assert sorted(os.listdir(bytes(tmp_path))) == sorted([b"caf\xe9.jpg", b"clip\xff.mp4", b"in\xff.mp4"])
+
+
+def test_a_symlink_loop_is_one_line(capsys, tmp_path, onnx_model):
+    import os
+
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    os.symlink("loop.jpg", tmp_path / "loop.jpg")
+    for args, words in [(["infer", need(PHOTO), "--save", tmp_path / "loop.jpg", "--model", onnx_model],
+                         "a symbolic link to nowhere (or a loop of links)"),
+                        (["replay", tmp_path / "a", "--model", onnx_model], "no such bag"),
+                        (["bag", "from-video", tmp_path / "a", tmp_path / "out"], "cannot open the video"),
+                        (["infer", tmp_path / "a", "--model", onnx_model], "no such file, folder or camera")]:
+        code, out, err = cli_run(capsys, *args)
+        assert code == 2 and out == "", args
+        line = error_line(err, args[0] if args[0] != "bag" else "bag from-video", words)
+        assert "unexpected" not in line
+    line, code = cli.error_line("replay", RuntimeError(f"Symlink loop from '{tmp_path / 'a'}'"))
+    assert code == 2 and line.endswith(f"{tmp_path / 'a'}: a loop of symbolic links (links that point at each "
+                                       "other); fix or remove the link")
+
+
+def test_a_truncated_mcap_bag_exits_1_with_a_warning(capsys, tmp_path, onnx_model):
+    need_module("rosbags", "bags")
+    from fer_ros.bags.bagtools import write_image_bag
+    from fer_ros.vision.video import Video
+
+    # raw frames: MCAP closes a chunk every MiB, so a cut leaves complete chunks before it
+    write_image_bag(tmp_path / "bag", Video(need(CLIP)).frames(step=2), storage="mcap", start_time=1.0)
+    data = tmp_path / "bag" / "bag.mcap"
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    code, out, err = cli_run(capsys, "replay", tmp_path / "bag", "--model", onnx_model, "--no-progress", "--report",
+                             tmp_path / "r")
+    assert code == 1, err
+    assert "fer-ros replay: warning: " in err and "bag.mcap is truncated or corrupt" in err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert 0 < report["frames"]["processed"] < 36 and "before the damage" in report["stopped"]
+
+
+# ---- outputs are written whole or not at all -----------------------------------------------------------------
+
+def test_atomic_output_leaves_nothing_half_written(tmp_path):
+    target = tmp_path / "out.mp4"
+    with pytest.raises(ValueError), cli.atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise ValueError("the writer failed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt), cli.atomic_output(target, keep_on_interrupt=True) as tmp:
+        tmp.write_bytes(b"frames so far")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"frames so far" and list(tmp_path.iterdir()) == [target]
+    with cli.atomic_output(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+# ---- small ones -------------------------------------------------------------------------------------------------
+
+def test_a_pt_model_needs_no_backend_option(capsys):
+    need_module("torch", "a .pt model")
+    code, out, err = cli_run(capsys, "infer", need(PHOTO), "--model", PT_MODEL)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["faces"]
+
+
+def test_videos_in_a_folder_are_said_and_skipped_images_use_the_warning_form(capsys, tmp_path, onnx_model):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(need(PHOTO).read_bytes())
+    (folder / "b.jpg").write_bytes(cut(PHOTO.read_bytes(), 0.3))
+    (folder / "clip.mp4").write_bytes(need(CLIP).read_bytes())
+    code, out, err = cli_run(capsys, "infer", folder, "--model", onnx_model)
+    assert code == 1
+    assert f"fer-ros infer: warning: {folder}: reading the 2 image(s) only; it has 1 video(s) (clip.mp4)" in err
+    assert f"fer-ros infer: warning: skipped {folder / 'b.jpg'}: " in err
+    assert json.loads(out.splitlines()[-1])["summary"]["videos_skipped"] == 1
+    (folder / "a.jpg").unlink()
+    (folder / "b.jpg").unlink()
+    code, out, err = cli_run(capsys, "infer", folder, "--model", onnx_model)
+    assert code == 2
+    error_line(err, "infer", "no images", "it has 1 video(s) (clip.mp4)", "give each video as SOURCE")
+
+
+def test_train_without_config_works_from_any_folder(tmp_path):
+    need_module("torch", "fer-ros train")
+    done = fer_ros("train", "--epochs", "1", "--max-rows", "10", "--out", tmp_path / "run",
+                   env={"PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    # the default config is found from the package; its relative data path is the working directory's
+    assert done.returncode == 2 and "training/configs" not in done.stderr.split("error:")[1][:40]
+    error_line(done.stderr, "train", "../shared/data/fer2013/fer2013.csv.gz",
+               f"relative paths are taken from the working directory, {tmp_path}")
+
+
+def test_bag_from_video_without_rosbags_fails_before_any_progress_bar(tmp_path):
+    code = ("import sys; sys.modules['rosbags'] = None; from fer_ros.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "bag", "from-video", str(need(CLIP)), str(tmp_path / "b")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    error_line(done.stderr, "bag from-video", "needs rosbags", "pip install 'fer_ros[bag]'")  # alone: no bar
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.4])
+def test_fer_node_stopped_while_it_loads_exits_cleanly(delay_s):
+    """Ctrl-C while the node's modules load: exit 0, no traceback. Without ROS 2 the node cannot start at all
+    (no rclpy): then the only traceback is that ImportError, and never a KeyboardInterrupt."""
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    node = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "fer_node")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(delay_s)  # after the interpreter's own start-up, while the script imports
+    node.send_signal(signal.SIGINT)
+    out, err = node.communicate(timeout=120)
+    assert "KeyboardInterrupt" not in err and "multiarray failed to import" not in err, err
+    if importlib.util.find_spec("rclpy") is not None:
+        assert node.returncode == 0 and "Traceback" not in err, (node.returncode, err)
+    else:
+        assert node.returncode == 0 or "No module named 'rclpy'" in err, (node.returncode, err)

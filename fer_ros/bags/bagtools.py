@@ -232,6 +232,7 @@ def run(args) -> int:
             raise DataError(f"--{name} must be a positive number, not {value}")
     source = getattr(args, "video", None) or args.folder
     calibration = args.camera_info
+    bagio.require_rosbags()  # before the progress bar, not after it
     check_output(args.out, "out", "bag", inputs=[source, calibration if isinstance(calibration, str) else None])
     if isinstance(calibration, str):
         calibration = read_yaml(calibration, "calibration", DataError)
@@ -251,9 +252,11 @@ def run(args) -> int:
                             quality=args.quality, storage=args.storage, distro=args.distro, frame_id=args.frame_id,
                             camera_info=calibration,
                             start_time=time.time() if args.start_time is None else args.start_time)
-    except DataError as err:  # a bad calibration or a frame that does not decode: leave no half-written bag
+    except BaseException as err:  # a bad calibration, a frame that does not decode, Ctrl-C: no half-written bag
         shutil.rmtree(args.out, ignore_errors=True)
-        raise DataError(f"{source}: {err}") from None
+        if isinstance(err, DataError):
+            raise DataError(f"{source}: {err}") from None
+        raise
     if not n:
         shutil.rmtree(args.out)
         raise DataError(f"{source}: no frames were read")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -272,7 +273,6 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
                     break
                 except BagError as err:
                     stopped = str(err)
-                    tqdm.write(f"error: {err}; reporting what was read before", file=sys.stderr)
                     break
                 t1 = time.perf_counter()
                 tally.counts["read"] += 1
@@ -299,6 +299,11 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
             stopped = "interrupted (Ctrl-C)"
             tqdm.write("interrupted: reporting what was processed so far", file=sys.stderr)
         wall = time.perf_counter() - t_begin
+        if reader.damaged and not stopped:  # MCAP: the repaired copy ends cleanly after its last intact message
+            stopped = f"{reader.damaged}: the bag ends after the {tally.counts['read']} messages before the damage"
+        if stopped and not stopped.startswith("interrupted"):
+            warnings.warn(FerRosWarning(f"{bag_path}: {stopped}; the report covers what was read before"),
+                          stacklevel=2)
         if tally.counts["stale_stamps"]:
             reader.notes.append(f"{tally.counts['stale_stamps']} images have a header.stamp not after the previous "
                                 "one (a driver that does not stamp?): the smoothing, in bag time, does not advance "
@@ -403,7 +408,7 @@ def run(args) -> int:
     (truncated, or Ctrl-C) or label rows covered no frame (all said in the report), and 2 (an error) when none
     could be processed or no label row covered a frame."""
     inputs = [args.bag, args.labels, args.config]
-    report_dir = args.report or f"{Path(args.bag).resolve().name}_replay"
+    report_dir = args.report or f"{Path(os.path.abspath(args.bag)).name}_replay"
     check_output(args.out, "--out", "bag", inputs)
     check_output(args.video, "--video", "video", inputs)
     check_output(report_dir, "--report", "folder", inputs)

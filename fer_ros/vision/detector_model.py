@@ -99,7 +99,12 @@ def download_error(url: str, err: BaseException) -> FetchError:
     elif isinstance(err, urllib.error.URLError):
         reason = err.reason
         why = getattr(reason, "strerror", None) or reason
-        what = f"{'no network or unknown host' if isinstance(reason, socket.gaierror) else 'cannot connect'} ({why})"
+        if isinstance(reason, socket.gaierror):
+            what = f"no network or unknown host ({why})"
+        elif urllib.parse.urlsplit(url).scheme == "file":
+            what = f"cannot read the file ({why})"
+        else:
+            what = f"cannot connect ({why})"
     elif isinstance(err, (TimeoutError, socket.timeout)):
         what = "no answer in time"
     elif isinstance(err, OSError):

@@ -103,6 +103,29 @@ def image_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+def opencv_path(path: str | Path) -> str:
+    """`path` as OpenCV's file functions take it; ImageError for a name that is not UTF-8 (a byte the file
+    system allows but OpenCV's Python binding crashes on)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(f"{text.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: the name is not "
+                         "UTF-8, which OpenCV cannot open; rename the file (or its folder)") from None
+    return text
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """`image` encoded in the format of a file suffix (.jpg, .png, ...); ImageError when OpenCV cannot."""
+    try:
+        ok, buf = cv2.imencode(suffix.lower(), image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImageError(f"OpenCV cannot encode a {suffix} image; use .jpg or .png")
+    return buf.tobytes()
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as BGR uint8, decoded as strictly as a CompressedImage (a truncated JPEG is an error, not a
     grey-filled picture as cv2.imread gives); ImageError naming the file."""
