@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -215,6 +216,18 @@ def atomic_output(path: str | Path, keep_on_interrupt: bool = False):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path | None):
+    """A new output folder (a bag) that the block writes: removed when the block raises, so a failed run leaves no
+    half-written folder (`check_output(kind="bag")` made sure it did not exist before)."""
+    try:
+        yield
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _same(a: Path, b: Path) -> bool:

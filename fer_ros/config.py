@@ -278,9 +278,28 @@ def add_arguments(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
                            help=help_)
         else:
             limits = f.metadata.get("range")
-            g.add_argument(f"--{name.replace('_', '-')}", type=value_type(f), default=None,
+            g.add_argument(f"--{name.replace('_', '-')}", type=_option_type(name, f), default=None,
                            choices=f.metadata.get("choices"), metavar=f"{limits[0]}..{limits[1]}" if limits else None,
                            help=help_)
+
+
+def _option_type(name: str, f: dataclasses.Field):
+    """The argparse type of a parameter's option: its value type, checked against the field's range (declared
+    once, in the field's metadata, and enforced by argparse)."""
+    kind = value_type(f)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {kind.__name__}, not {text!r}") from None
+        reason = validate(name, value) if kind is not str else None
+        if reason:
+            raise argparse.ArgumentTypeError(reason)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def overrides_from(args: argparse.Namespace, names=tuple(FIELDS)) -> dict:

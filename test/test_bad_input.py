@@ -482,11 +482,13 @@ def test_the_packaged_defaults_are_load_configs_default():
     (["infer", "{photo}", "--track-min-hits", "0"], "infer", "track_min_hits must be within 1..100, not 0"),
     (["infer", "{photo}", "--smoothing-tau-s", "nan"], "infer", "smoothing_tau_s must be within"),
     (["replay", "x", "--max-frames", "-1"], "replay", "argument --max-frames"),
-    (["bag", "from-video", "{clip}", "{tmp}/b", "--step", "0"], "bag from-video", "--step must be a positive number"),
-    (["bag", "from-video", "{clip}", "{tmp}/b", "--scale", "nan"], "bag from-video", "--scale must be a positive"),
+    (["bag", "from-video", "{clip}", "{tmp}/b", "--step", "0"], "bag from-video", "argument --step: '0' is not a "
+                                                                                  "whole number >= 1"),
+    (["bag", "from-video", "{clip}", "{tmp}/b", "--scale", "nan"], "bag from-video", "'nan' is not a number > 0"),
     (["bag", "from-video", "{clip}", "{tmp}/b", "--quality", "0"], "bag from-video", "'0' is not a whole number "
                                                                                      "within 1..100"),
-    (["bag", "from-images", "{tmp}", "{tmp}/b", "--fps", "-2"], "bag from-images", "--fps must be a positive"),
+    (["bag", "from-images", "{tmp}", "{tmp}/b", "--fps", "-2"], "bag from-images", "argument --fps: '-2' is not a "
+                                                                                   "number > 0"),
     (["bench", "--repeat", "0"], "bench", "argument --repeat"),
 ])
 def test_nonsense_numbers_are_refused(capsys, tmp_path, onnx_model, args, command, words):
@@ -1199,3 +1201,22 @@ def test_fer_node_stopped_while_it_loads_exits_cleanly(delay_s):
         assert node.returncode == 0 and "Traceback" not in err, (node.returncode, err)
     else:
         assert node.returncode == 0 or "No module named 'rclpy'" in err, (node.returncode, err)
+
+
+def test_a_replay_that_fails_leaves_no_output_bag_or_video(capsys, tmp_path, clip_bag, onnx_model, monkeypatch):
+    from fer_ros.ros import messages
+
+    real, calls = messages.detections, []
+
+    def fails_on_the_fifth(*args, **kwargs):  # the output writer breaks mid-run
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("disk went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(messages, "detections", fails_on_the_fifth)
+    code, out, err = cli_run(capsys, "replay", clip_bag, "--model", onnx_model, "--no-progress", "--out",
+                             tmp_path / "out", "--video", tmp_path / "annotated.mp4", "--report", tmp_path / "r")
+    assert code == 2 and len(calls) == 5
+    error_line(err, "replay", "disk went away", alone=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip"]  # no bag, no video, no temporary file

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import check_output, number
+from ..cli import atomic_output, check_output, number, removed_on_failure
 from ..config import PipelineConfig, overrides_from, read_parameters
 from ..config import add_arguments as config_arguments
 from ..errors import BagError, DataError, FerRosError, FerRosWarning, ImageError
@@ -36,6 +36,7 @@ from ..pipeline import FrameResult, Pipeline
 from ..ros import messages
 from ..ros.node_logic import NodeConfig, TrackTopics, configs_from_parameters
 from ..vision.annotate import annotate
+from ..vision.encodings import opencv_path
 from . import bagio
 from .labels import Labels, read_labels, score
 
@@ -121,7 +122,8 @@ class VideoOut:
         frame = annotate(bgr, result)
         if self._writer is None:
             self._size = (frame.shape[1], frame.shape[0])
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
+            self._writer = cv2.VideoWriter(opencv_path(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                           self._size)
             if not self._writer.isOpened():
                 raise DataError(f"{self.path}: cannot write an MP4 video there")
         if (frame.shape[1], frame.shape[0]) != self._size:
@@ -244,6 +246,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
     """
     truth = read_labels(labels) if labels else None
     with ExitStack() as stack:
+        stack.enter_context(removed_on_failure(out))  # exits last: after the output bag is closed
         reader = stack.enter_context(bagio.BagReader(bag_path))
         info = reader.image_topic(topic)
         if pipeline is None:
@@ -256,8 +259,8 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
         video_out = None
         if video:
             hz = (info.count - 1) / (reader.duration_ns / 1e9) if info.count and reader.duration_ns else 30.0
-            video_out = VideoOut(video, hz)
-            stack.callback(video_out.close)
+            video_out = VideoOut(stack.enter_context(atomic_output(video, keep_on_interrupt=True)), hz)
+            stack.callback(video_out.close)  # before atomic_output renames it
         bar = stack.enter_context(tqdm(total=min(info.count or 0, max_frames or 1 << 62) or None, unit="frame",
                                        desc="replay", disable=not progress, dynamic_ncols=True))
         tally = Tally(pipeline.classes, truth)
@@ -330,18 +333,19 @@ def write_report(result: ReplayResult, folder: str | Path) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"report": str(folder / "report.json"), "timeline": str(folder / "timeline.png")}
-    plot_timeline(result.tracks, tuple(report["classes"]), paths["timeline"],
-                  title=f"{Path(report['bag']).name} {report['topic']}: smoothed probabilities per face")
+    with atomic_output(paths["timeline"]) as tmp:
+        plot_timeline(result.tracks, tuple(report["classes"]), tmp,
+                      title=f"{Path(report['bag']).name} {report['topic']}: smoothed probabilities per face")
     if "labels" in report:
         for kind in ("smoothed", "raw"):
             r = report["labels"][f"expression_{kind}"]
             if r["n"]:
                 paths[f"confusion_{kind}"] = str(folder / f"confusion_{kind}.png")
-                plot_confusion(r["confusion"], r["classes"], paths[f"confusion_{kind}"],
-                               title=f"{kind} labels, labelled frames")
+                with atomic_output(paths[f"confusion_{kind}"]) as tmp:
+                    plot_confusion(r["confusion"], r["classes"], tmp, title=f"{kind} labels, labelled frames")
     report["outputs"].update(paths)
-    with open(paths["report"], "w") as f:
-        json.dump(report, f, indent=1)
+    with atomic_output(paths["report"]) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
     return paths
 
 

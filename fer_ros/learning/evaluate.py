@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import check_output, number
+from ..cli import atomic_output, check_output, number
 from ..config import FACE_FIELDS, load_config, overrides_from
 from ..config import add_arguments as config_arguments
 from ..errors import DataError
@@ -138,8 +138,9 @@ def run(args) -> int:
     if args.confusion:
         from ..plots import plot_confusion
 
-        plot_confusion(report["confusion"], report["classes"], args.confusion,
-                       f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")
+        with atomic_output(args.confusion) as tmp:
+            plot_confusion(report["confusion"], report["classes"], tmp,
+                           f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")
         print(f"wrote {args.confusion}")
     if args.json:
         print(json.dumps(report))
