@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad CSV rows instead of stopping")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix plot here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
-    g = p.add_argument_group("image folders: how faces are found and framed")
+    g = p.add_argument_group("image folders: how faces are found and framed",
+                             "a CSV holds 48x48 crops already: these options are refused with one")
     g.add_argument("--crops", choices=CROP_MODES, default="auto",
                    help="auto: images of the model's input size (48x48 crops, e.g. CK+48) are scored as they are, "
                         "faces are found in any other; crops: every image is a face crop; faces: find the face in "
