@@ -64,6 +64,8 @@ def _fields(buf: bytes):
             value, i = buf[i:i + n], i + n
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > len(buf):
+            raise ValueError("the message is cut short")
         yield number, wire, value, buf[start:i]
 
 
@@ -139,7 +141,8 @@ def read_model(path: str | Path) -> bytes:
     try:
         inputs, outputs = _io_names(data)
     except (ValueError, IndexError):
-        raise ModelFileError(f"{path}: not an ONNX model (its protobuf does not parse)") from None
+        raise ModelFileError(f"{path}: not a whole ONNX model (its protobuf is cut short or damaged: a cut "
+                             "download?)") from None
     if len(inputs) != 1 or not set(OUTPUTS) <= set(outputs):
         raise ModelFileError(f"{path}: an ONNX model, but not YuNet: its graph has inputs {inputs[:3]} and "
                              f"outputs {outputs[:4]}{', ...' if len(outputs) > 4 else ''}, not one input and "
