@@ -201,11 +201,15 @@ def atomic_output(path: str | Path, keep_on_interrupt: bool = False):
     """Write `path` through a temporary file beside it: yields that file's path (same suffix, so writers pick
     the same format; an ASCII name, so OpenCV can open it whatever `path` is called), renamed to `path` when the
     block ends and removed when it raises, so a failed writer leaves nothing half-written. `keep_on_interrupt`:
-    Ctrl-C keeps what was written (a video of the frames so far, closed by the block)."""
+    Ctrl-C keeps what was written (a video of the frames so far, closed by the block). The file gets the mode
+    any new file gets under the umask (0644 with the usual 022), not the temporary file's 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fer_ros-", suffix=path.suffix.lower()
                                if path.suffix.isascii() else ".part")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

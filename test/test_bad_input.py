@@ -1220,3 +1220,15 @@ def test_a_replay_that_fails_leaves_no_output_bag_or_video(capsys, tmp_path, cli
     assert code == 2 and len(calls) == 5
     error_line(err, "replay", "disk went away", alone=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip"]  # no bag, no video, no temporary file
+
+
+def test_outputs_get_the_usual_file_mode(capsys, tmp_path, onnx_model):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        code, _, err = cli_run(capsys, "infer", need(PHOTO), "--model", onnx_model, "--save", tmp_path / "a.jpg")
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert (tmp_path / "a.jpg").stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600

@@ -12,12 +12,12 @@ A file downloaded by hand goes into the cache with `fer-ros models fetch --url f
 import http.client
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ..cli import atomic_output
 from ..errors import FerRosError, ModelFileError
 from ..modelfile import sha256
 from .yunet import MODEL_NAME, MODEL_SHA256, MODEL_URL, read_model
@@ -120,9 +120,9 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
     """Download `url` to `dest` (default: the cache), keeping it only if its SHA-256 is `expected` (None:
     any file) and `check(path)` (e.g. `yunet.read_model`) raises nothing.
 
-    The file is written beside `dest` under a temporary name and renamed into place once checked, so a
-    failed or corrupted download never leaves a file that `find_yunet` would take. It is made readable
-    to all as the umask allows (0644 with the usual umask 022), like any file the user creates.
+    The file is written beside `dest` under a temporary name and renamed into place once checked
+    (`cli.atomic_output`), so a failed or corrupted download never leaves a file that `find_yunet` would
+    take; it gets the mode of any new file under the umask (0644 with the usual 022).
     """
     if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
         raise download_error(url, ValueError("it does not start with http://, https:// or file://"))
@@ -130,10 +130,9 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
     if expected is not None and dest.is_file() and sha256(dest.read_bytes()) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_output(dest) as tmp:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total, received = int(response.headers.get("Content-Length") or 0), 0
                 while block := response.read(1 << 16):
                     out.write(block)
@@ -144,7 +143,7 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
                     raise http.client.IncompleteRead(b"\0" * received, total - received)
         except (ValueError, OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
             raise download_error(url, e) from None
-        got = sha256(Path(tmp).read_bytes())
+        got = sha256(tmp.read_bytes())
         if expected is not None and got != expected:
             raise ChecksumError(f"{url}: SHA-256 {got} is not the published {expected}; the file was not kept "
                                 "(a corrupted or substituted download: try again, or download it by hand and "
@@ -154,14 +153,7 @@ def fetch(url: str = MODEL_URL, dest: Path | None = None, expected: str | None =
                 check(tmp)
             except ModelFileError as e:
                 raise FetchError(f"{url}: {_reason(e, tmp)}; the file was not kept") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dest
 
 
 def add_arguments(p) -> None:
