@@ -305,7 +305,8 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
         if reader.damaged and not stopped:  # MCAP: the repaired copy ends cleanly after its last intact message
             stopped = f"{reader.damaged}: the bag ends after the {tally.counts['read']} messages before the damage"
         if stopped and not stopped.startswith("interrupted"):
-            warnings.warn(FerRosWarning(f"{bag_path}: {stopped}; the report covers what was read before"),
+            where = "" if stopped.startswith(str(bag_path)) else f"{bag_path}: "
+            warnings.warn(FerRosWarning(f"{where}{stopped}; the report covers what was read before"),
                           stacklevel=2)
         if tally.counts["stale_stamps"]:
             reader.notes.append(f"{tally.counts['stale_stamps']} images have a header.stamp not after the previous "
