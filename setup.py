@@ -45,7 +45,7 @@ setup(
         # TensorRT itself comes with JetPack or NVIDIA's pip index.
         "tensorrt": ["cuda-python>=12.9.1,<13", "onnx>=1.15"],
         "dev": ["torch>=2.1", "matplotlib>=3.6", "onnx>=1.15", "onnxscript>=0.1", "rosbags>=0.10",
-                "catkin_pkg>=1.0", "pytest>=7", "ruff>=0.5", "distributed>=2024.1"],
+                "catkin_pkg>=1.0", "pytest>=7", "hypothesis>=6", "ruff>=0.5", "distributed>=2024.1"],
     },
     entry_points={"console_scripts": ["fer-ros = fer_ros.cli:main"]},
 )

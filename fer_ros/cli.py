@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -63,7 +65,7 @@ IMAGE_SUFFIXES_OUT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
 VIDEO_SUFFIXES_OUT = (".mp4", ".m4v", ".mov", ".avi", ".mkv")  # all written with the mp4v codec
 PLOT_SUFFIXES_OUT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 _SUFFIXES = {"image": IMAGE_SUFFIXES_OUT, "video": VIDEO_SUFFIXES_OUT, "plot": PLOT_SUFFIXES_OUT,
-             "json": (".json",)}
+             "json": (".json",), "model": (".onnx", ".engine", ".plan")}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -98,6 +100,10 @@ def error_line(command: str, err: BaseException) -> tuple[str, int]:
         where = f"{err.filename}: " if err.filename else ""
         return prefix + f"{where}{one_line(err.strerror or err)}; check the path, its permissions and the free " \
                         "space", EXIT_FAILED
+    if isinstance(err, RuntimeError) and str(err).startswith("Symlink loop from"):  # pathlib's resolve()
+        where = str(err).removeprefix("Symlink loop from ").strip("'")
+        return prefix + f"{where}: a loop of symbolic links (links that point at each other); fix or remove the " \
+                        "link", EXIT_FAILED
     if isinstance(err, MemoryError):
         return prefix + "out of memory; use smaller input (fewer rows, frames or a smaller image)", EXIT_FAILED
     return prefix + (f"unexpected {type(err).__name__}: {one_line(err)}; this is a fer_ros bug, please report it "
@@ -134,7 +140,7 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
                  because: str = "") -> Path | None:
     """Check an output path before any work starts; FerRosError naming `option` if it cannot be written.
 
-    kind: "image", "video", "plot", "json" (a file with a suffix its writer supports), "folder" (a folder,
+    kind: "image", "video", "plot", "json", "model" (a file with a suffix its writer supports), "folder" (a folder,
     created if missing) or "bag" (a folder that must not exist yet). Also: the place must be writable (a
     file is created there and removed), and the path must not be one of `inputs`. `new`: the path must not
     exist. `because` says why this kind, e.g. "the input is a video". Returns the path (None for None).
@@ -166,6 +172,9 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
             raise FerRosError(f"{option} {path}: exists; remove it or choose another output path")
     else:
         raise ValueError(f"unknown output kind {kind!r}")
+    if path.is_symlink() and not path.exists():
+        raise FerRosError(f"{option} {path}: a symbolic link to nowhere (or a loop of links); remove it or write "
+                          "elsewhere")
     if new and path.exists():
         raise FerRosError(f"{option} {path}: exists; remove it or choose another output path")
     if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
@@ -187,20 +196,58 @@ def check_output(path: str | Path | None, option: str, kind: str, inputs=(), new
     return path
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | Path, keep_on_interrupt: bool = False):
+    """Write `path` through a temporary file beside it: yields that file's path (same suffix, so writers pick
+    the same format; an ASCII name, so OpenCV can open it whatever `path` is called), renamed to `path` when the
+    block ends and removed when it raises, so a failed writer leaves nothing half-written. `keep_on_interrupt`:
+    Ctrl-C keeps what was written (a video of the frames so far, closed by the block). The file gets the mode
+    any new file gets under the umask (0644 with the usual 022), not the temporary file's 0600."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fer_ros-", suffix=path.suffix.lower()
+                               if path.suffix.isascii() else ".part")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except KeyboardInterrupt:
+        if keep_on_interrupt and os.path.getsize(tmp):
+            os.replace(tmp, path)
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path | None):
+    """A new output folder (a bag) that the block writes: removed when the block raises, so a failed run leaves no
+    half-written folder (`check_output(kind="bag")` made sure it did not exist before)."""
+    try:
+        yield
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
             return a.samefile(b)
         return a.resolve() == b.resolve()
-    except OSError:
-        return False
+    except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links (before Python 3.13)
+        return a.absolute() == b.absolute()
 
 
 def _have_image_writer(path: Path) -> bool:
     import cv2
 
-    try:
-        return bool(cv2.haveImageWriter(str(path)))
+    try:  # the suffix alone: OpenCV crashes on a path that is not UTF-8
+        return path.suffix.isascii() and bool(cv2.haveImageWriter("x" + path.suffix.lower()))
     except cv2.error:  # e.g. .exr with its codec disabled
         return False
 

@@ -59,8 +59,9 @@ class PipelineConfig:
     align: bool = _param(True, "rotate crops so the eyes are level when landmarks are known")
     margin: float = _param(0.0, "widen the face crop by this fraction of its side on each side (0 = FER2013 "
                                 "framing)", range=(-0.2, 0.5))
-    backend: str = _param("onnxruntime", "inference backend", dynamic=False,
-                          choices=("onnxruntime", "torch", "tensorrt"))
+    backend: str = _param("auto", "inference backend: auto (by the model file: .onnx onnxruntime, .pt torch, "
+                                  ".engine/.plan tensorrt), onnxruntime, torch or tensorrt", dynamic=False,
+                          choices=("auto", "onnxruntime", "torch", "tensorrt"))
     model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: fer2013 (the default "
                                      "when empty), ferplus (FER+ labels, 8 classes with contempt) or mix (also "
                                      "trained on posed photos and film stills; see MODEL_CARD.md)",
@@ -278,9 +279,28 @@ def add_arguments(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
                            help=help_)
         else:
             limits = f.metadata.get("range")
-            g.add_argument(f"--{name.replace('_', '-')}", type=value_type(f), default=None,
+            g.add_argument(f"--{name.replace('_', '-')}", type=_option_type(name, f), default=None,
                            choices=f.metadata.get("choices"), metavar=f"{limits[0]}..{limits[1]}" if limits else None,
                            help=help_)
+
+
+def _option_type(name: str, f: dataclasses.Field):
+    """The argparse type of a parameter's option: its value type, checked against the field's range (declared
+    once, in the field's metadata, and enforced by argparse)."""
+    kind = value_type(f)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {kind.__name__}, not {text!r}") from None
+        reason = validate(name, value) if kind is not str else None
+        if reason:
+            raise argparse.ArgumentTypeError(reason)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def overrides_from(args: argparse.Namespace, names=tuple(FIELDS)) -> dict:

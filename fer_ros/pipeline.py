@@ -21,6 +21,7 @@ from .config import FACE_FIELDS, FIELDS, ConfigError, PipelineConfig, coerce, va
 from .errors import ModelFileError
 from .framing import Framer
 from .inference import Backend, load_backend
+from .stamps import StampCheck
 from .vision.carry import Carrier
 from .vision.encodings import check_frame
 from .vision.faces import Detector
@@ -85,6 +86,7 @@ class Pipeline:
         self.carrier = Carrier()
         self._configure_tracker()
         self._last_scan: float | None = None  # stamp of the last whole-frame search
+        self.stamps = StampCheck()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -125,6 +127,7 @@ class Pipeline:
         self.tracker.reset()
         self.carrier.reset()
         self._last_scan = None
+        self.stamps.reset()
 
     def process_image(self, image: np.ndarray) -> FrameResult:
         """One still image, on its own: every face found is reported (a stream's `process` reports a face once
@@ -135,11 +138,16 @@ class Pipeline:
         return result
 
     def process(self, image: np.ndarray, stamp: float) -> FrameResult:
-        """Run one BGR (H, W, 3) or grey (H, W) uint8 frame taken at `stamp` seconds."""
+        """Run one BGR (H, W, 3) or grey (H, W) uint8 frame taken at `stamp` seconds. A stamp that is not finite
+        is replaced by the last good one, and one before the last starts the tracks over (`fer_ros.stamps`)."""
+        stamp, went_back = self.stamps.check(stamp)
+        if went_back:
+            self.reset()
+            self.stamps.check(stamp)
         return self._process(image, stamp, still=False)
 
     def _process(self, image: np.ndarray, stamp: float, still: bool) -> FrameResult:
-        check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
+        image = check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
         c = self.config
         t0 = time.perf_counter()
         last = self._last_scan

@@ -217,12 +217,14 @@ def test_trtexec_command_per_version(onnx_path, version, model, flags):
 def test_cli_without_tensorrt_prints_each_versions_line(onnx_path, tmp_path, capsys):
     src = tmp_path / "best.onnx"
     src.write_bytes(onnx_path.read_bytes())
-    assert main(["export", str(src), "--format", "tensorrt"]) == 2
+    assert main(["export", str(src), "--format", "tensorrt"]) == 2  # nothing done: it writes nothing
+    assert "TensorRT's Python module is not installed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.onnx"]
+    assert main(["export", str(src), "--format", "tensorrt", "--trtexec"]) == 0
     out, err = capsys.readouterr()
     fp16, engine = tmp_path / "best.fp16.onnx", tmp_path / "best.engine"
     assert f"TensorRT 8.6-10.11, 10.12-10.x: trtexec --onnx={src} --saveEngine={engine} --fp16 --minShapes" in out
     assert f"TensorRT 11+: trtexec --onnx={fp16} --saveEngine={engine} --minShapes" in out
-    assert "TensorRT's Python module is not installed" in err
     backend = load_backend(fp16)  # sealed and verified like any fer_ros ONNX
     assert export.model_precision(backend.metadata) == "fp16" and backend.metadata["source"] == "best.onnx"
     proto = onnx.load(str(fp16))

@@ -86,14 +86,16 @@ def test_grey_input_and_downscaling(haar, yunet):
     assert iou(full, yunet.detect(image)[0].box)[0, 0] > 0.8, "boxes are not mapped back to source pixels"
 
 
-def test_detector_errors(tmp_path):
-    with pytest.raises(ModelFileError, match="needs its model file"):
+def test_detector_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a user without YuNet anywhere
+    monkeypatch.delenv("FER_ROS_YUNET_MODEL", raising=False)
+    with pytest.raises(ModelFileError, match="the yunet detector has no usable model file: .*fer-ros models fetch"):
         make_detector("yunet")
     with pytest.raises(ModelFileError, match=f"{tmp_path / 'absent.onnx'}: no such"):
         make_detector("yunet", tmp_path / "absent.onnx")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(need(YUNET).read_bytes()[:50000])
-    with pytest.raises(ModelFileError, match=f"{corrupt}: not a YuNet"):
+    with pytest.raises(ModelFileError, match=f"{corrupt}: not a whole ONNX model"):
         make_detector("yunet", corrupt)
     with pytest.raises(ValueError, match="unknown face detector 'dlib'"):
         make_detector("dlib")

@@ -63,7 +63,7 @@ def test_video_stamps_and_mp4(capsys, tmp_path, onnx_model):
     (["{tmp}/empty"], "no images"),
     (["{tmp}/fake.mp4"], "fake.mp4: cannot open the video"),
     (["{tmp}/fake.jpg"], "fake.jpg: compressed image"),
-    (["{photo}", "--detector", "yunet", "--detector-model", "{tmp}/absent.onnx"], "absent.onnx: no such YuNet"),
+    (["{photo}", "--detector", "yunet", "--detector-model", "{tmp}/absent.onnx"], "absent.onnx: no such file"),
     (["{photo}", "--config", "{tmp}/absent.yaml"], "absent.yaml: cannot read"),
 ])
 def test_bad_sources_fail_in_one_line(capsys, tmp_path, onnx_model, args, message):

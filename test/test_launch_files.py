@@ -33,6 +33,19 @@ def test_show_args_lists_what_users_set():
         assert f"'{name}'" in out, name
 
 
+@pytest.mark.parametrize("launch_file", ["rep155_detector.launch.py", "rep155_recognizer.launch.py"])
+def test_show_args_of_a_preset_lists_only_what_it_accepts(launch_file):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("preset", os.path.join(
+        get_package_share_directory("fer_ros"), "launch", launch_file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = _launch(launch_file, "--show-args", timeout=60).stdout
+    listed = {line.strip().strip("'").split("'")[0] for line in out.splitlines() if line.startswith("    '")}
+    assert listed == {"config", *module.ARGUMENTS}, out
+
+
 @pytest.mark.parametrize("args,words", [
     (["rep15:=true"], "unknown launch argument 'rep15' (did you mean 'rep155'?)"),
     (["rep155:=maybe"], "launch argument rep155:=maybe: rep155 must be bool"),

@@ -33,6 +33,11 @@ _SUFFIX = {".db3": "sqlite3", ".mcap": "mcap"}
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
+def require_rosbags() -> None:
+    """BagError (what to install) unless rosbags can be imported: call it before any work that ends in a bag."""
+    _rosbags()
+
+
 def _rosbags():
     try:
         import rosbags.rosbag2 as rosbag2
@@ -78,6 +83,8 @@ class BagReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.notes: list[str] = []
+        #: why the bag was read from a repaired copy (a truncated or corrupt file), else None
+        self.damaged: str | None = None
         self._stack = ExitStack()
         self._salvage: _SqliteSalvage | None = None
         if not self.path.exists():
@@ -160,8 +167,8 @@ class BagReader:
             raise BagError(f"{src}: truncated or corrupt, nothing could be recovered: {err}; {err2}") from None
         if not self.topics:
             raise BagError(f"{src}: truncated or corrupt, nothing could be recovered: {err}")
-        self.notes.append(f"{src.name} is truncated or corrupt ({err}): reading the messages in its first "
-                          f"{kept} bytes that are intact")
+        self.damaged = f"{src.name} is truncated or corrupt ({err})"
+        self.notes.append(f"{self.damaged}: reading the messages in its first {kept} bytes that are intact")
 
     def image_topic(self, topic: str | None = None) -> TopicInfo:
         """The image topic to read: `topic` if given, else the only Image/CompressedImage topic."""

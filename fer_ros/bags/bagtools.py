@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
@@ -195,21 +194,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "YAML file, or uncalibrated (K = 0) when no file is given")
     w.add_argument("--start-time", type=number(float, 0), metavar="SECONDS",
                    help="header.stamp of the first frame, seconds since the epoch (default: now)")
-    w.add_argument("--scale", type=float, default=1.0, metavar="FACTOR",
+    w.add_argument("--scale", type=number(float, above=0), default=1.0, metavar="FACTOR",
                    help="resize frames by this factor (default: %(default)s)")
 
     v = sub.add_parser("from-video", parents=[writer], help="write a camera bag from a video file",
                        description="Write a camera bag from a video; header.stamp follows the video's timestamps.")
     v.add_argument("video", help="video file (anything OpenCV reads: mp4, mov, avi, ...)")
     v.add_argument("out", help="bag directory to create")
-    v.add_argument("--step", type=int, default=1, metavar="N", help="keep every N-th frame (default: %(default)s)")
+    v.add_argument("--step", type=number(int, 1), default=1, metavar="N",
+                   help="keep every N-th frame (default: %(default)s)")
     v.add_argument("--max-frames", type=number(int, 1), metavar="N", help="stop after this many frames")
 
     i = sub.add_parser("from-images", parents=[writer], help="write a camera bag from a folder of images",
                        description="Write a camera bag from a folder of images, in file-name order.")
     i.add_argument("folder", help="folder of images (jpg, png, bmp, tif, webp)")
     i.add_argument("out", help="bag directory to create")
-    i.add_argument("--fps", type=float, default=10.0, metavar="HZ",
+    i.add_argument("--fps", type=number(float, above=0), default=10.0, metavar="HZ",
                    help="frame rate of the stamps (default: %(default)s)")
 
     info = sub.add_parser("info", help="show a bag's storage, layout, topics, types and counts",
@@ -226,12 +226,9 @@ def run(args) -> int:
         else:
             print_info(info)
         return 0
-    for name in ("scale", "step", "fps"):
-        value = getattr(args, name, 1)
-        if not (math.isfinite(value) and value > 0):
-            raise DataError(f"--{name} must be a positive number, not {value}")
     source = getattr(args, "video", None) or args.folder
     calibration = args.camera_info
+    bagio.require_rosbags()  # before the progress bar, not after it
     check_output(args.out, "out", "bag", inputs=[source, calibration if isinstance(calibration, str) else None])
     if isinstance(calibration, str):
         calibration = read_yaml(calibration, "calibration", DataError)
@@ -251,9 +248,11 @@ def run(args) -> int:
                             quality=args.quality, storage=args.storage, distro=args.distro, frame_id=args.frame_id,
                             camera_info=calibration,
                             start_time=time.time() if args.start_time is None else args.start_time)
-    except DataError as err:  # a bad calibration or a frame that does not decode: leave no half-written bag
+    except BaseException as err:  # a bad calibration, a frame that does not decode, Ctrl-C: no half-written bag
         shutil.rmtree(args.out, ignore_errors=True)
-        raise DataError(f"{source}: {err}") from None
+        if isinstance(err, DataError):
+            raise DataError(f"{source}: {err}") from None
+        raise
     if not n:
         shutil.rmtree(args.out)
         raise DataError(f"{source}: no frames were read")

@@ -2,14 +2,16 @@
 
 A header row names the format ('#' lines are comments):
 
-- ``start,end,label``: intervals in seconds from the bag start, ``start <= t < end`` (the first row covering
-  a frame wins);
+- ``start,end,label``: intervals in seconds from the bag start, ``start <= t < end`` (overlapping intervals
+  must agree on the label);
 - ``stamp,label``: one frame per row, by its header.stamp in seconds (``sec + nanosec / 1e9``, within 1 ms);
 - ``frame,label``: one frame per row, by its index on the image topic (from 0).
 
 A label is an expression (any name `fer_ros.classes.canonical` knows: happy, Happiness, ...),
 ``face`` (a face whose expression is not given: scored for detection only) or ``none`` /
-``no_face`` (no face in the frame: scored for detection). Frames no row covers are not scored.
+``no_face`` (no face in the frame: scored for detection). Frames no row covers are not scored. A frame
+labelled twice with different labels is an error; `Labels.used` records which rows matched a frame, so a
+replay can say which rows lie outside the bag.
 """
 
 from __future__ import annotations
@@ -43,22 +45,62 @@ class Labels:
     lines: list[int]
 
     def __post_init__(self):
-        self._frames = {k[0]: label for k, label in zip(self.keys, self.labels, strict=True)}
-        order = sorted(range(len(self.keys)), key=lambda i: self.keys[i][0])
-        self._stamps = [self.keys[i][0] for i in order]
-        self._stamp_labels = [self.labels[i] for i in order]
+        self._frames = {k[0]: i for i, k in enumerate(self.keys)}
+        self._order = sorted(range(len(self.keys)), key=lambda i: self.keys[i][0])
+        self._stamps = [self.keys[i][0] for i in self._order]
+        #: rows (indices into keys) that matched a frame
+        self.used: set[int] = set()
+        self._check_conflicts()
 
     def match(self, index: int, stamp_s: float, since_start_s: float) -> str | None:
         """The label of a frame (its index on the topic, header stamp, seconds from bag start), or None."""
         if self.kind == "frame":
-            return self._frames.get(index)
-        if self.kind == "stamp":
+            row = self._frames.get(index)
+        elif self.kind == "stamp":
             i = bisect.bisect_left(self._stamps, stamp_s - STAMP_TOLERANCE_S)
             ok = i < len(self._stamps) and self._stamps[i] <= stamp_s + STAMP_TOLERANCE_S
-            return self._stamp_labels[i] if ok else None
-        covering = (label for (start, end), label in zip(self.keys, self.labels, strict=True)
-                    if start <= since_start_s < end)
-        return next(covering, None)
+            row = self._order[i] if ok else None
+        else:
+            rows = [i for i, (start, end) in enumerate(self.keys) if start <= since_start_s < end]
+            self.used.update(rows)
+            row = rows[0] if rows else None
+        if row is None:
+            return None
+        self.used.add(row)
+        return self.labels[row]
+
+    def unused_lines(self) -> list[int]:
+        """The lines of rows that matched no frame so far."""
+        return [line for i, line in enumerate(self.lines) if i not in self.used]
+
+    def _check_conflicts(self) -> None:
+        """DataError naming both lines where one frame would get two different labels."""
+        order = self._order
+        for a, b in zip(order, order[1:]):  # frames and stamps: neighbours in key order
+            if self.kind == "frame" and self.keys[a] == self.keys[b] or \
+                    self.kind == "stamp" and self.keys[b][0] - self.keys[a][0] <= 2 * STAMP_TOLERANCE_S:
+                self._conflict(a, b)
+        if self.kind == "interval":
+            active: list[int] = []  # earlier intervals (by start) still open at this one's start
+            for b in order:
+                active = [a for a in active if self.keys[a][1] > self.keys[b][0]]
+                for a in active:
+                    self._conflict(a, b)
+                active.append(b)
+
+    def _conflict(self, a: int, b: int) -> None:
+        if self.labels[a] == self.labels[b]:
+            return
+        a, b = sorted((a, b))
+        key, line = self.keys[b], self.lines[a]
+        if self.kind == "frame":
+            subject = f"frame {key[0]}"
+        elif self.kind == "stamp":
+            subject = f"stamp {key[0]} (within 2 ms of line {line}'s: one frame matches both)"
+        else:
+            subject = f"the interval {key[0]},{key[1]} (it overlaps line {line}'s)"
+        raise DataError(f"{self.path}:{self.lines[b]}: {subject} is labelled {self.labels[b]!r} here but "
+                        f"{self.labels[a]!r} on line {line}; keep one label per frame")
 
     def check(self, classes: tuple[str, ...]) -> None:
         """DataError naming the line of an expression label that is not one of the model's classes."""

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 import sys
 import time
+import warnings
 from collections import Counter, defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,15 +27,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import check_output, number
+from ..cli import atomic_output, check_output, number, removed_on_failure
 from ..config import PipelineConfig, overrides_from, read_parameters
 from ..config import add_arguments as config_arguments
-from ..errors import BagError, DataError, ImageError
+from ..errors import BagError, DataError, FerRosError, FerRosWarning, ImageError
 from ..metrics import format_report
 from ..pipeline import FrameResult, Pipeline
 from ..ros import messages
 from ..ros.node_logic import NodeConfig, TrackTopics, configs_from_parameters
 from ..vision.annotate import annotate
+from ..vision.encodings import opencv_path
 from . import bagio
 from .labels import Labels, read_labels, score
 
@@ -40,6 +44,18 @@ from .labels import Labels, read_labels, score
 IO_STAGES = ("read", "decode", "write")
 #: errors listed one by one in the report (all are counted)
 MAX_LISTED_ERRORS = 100
+
+
+#: a ROS 2 namespace: "/" or "/"-separated tokens of letters, digits and underscores, none starting with a digit
+NAMESPACE = re.compile(r"/?([A-Za-z_][A-Za-z0-9_]*)(/[A-Za-z_][A-Za-z0-9_]*)*|/")
+
+
+def ros_namespace(text: str) -> str:
+    """argparse type of --namespace: a valid ROS 2 namespace (as rclpy would accept for a node)."""
+    if not NAMESPACE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ROS 2 namespace: use /-separated names of letters, "
+                                         "digits and underscores, not starting with a digit (e.g. /robot1)")
+    return text
 
 
 def resolve_topic(name: str, namespace: str = "/", node: str = "fer_node") -> str:
@@ -106,7 +122,8 @@ class VideoOut:
         frame = annotate(bgr, result)
         if self._writer is None:
             self._size = (frame.shape[1], frame.shape[0])
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
+            self._writer = cv2.VideoWriter(opencv_path(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                           self._size)
             if not self._writer.isOpened():
                 raise DataError(f"{self.path}: cannot write an MP4 video there")
         if (frame.shape[1], frame.shape[0]) != self._size:
@@ -145,6 +162,8 @@ class Tally:
         self.truth: list[str] = []
         self.predicted: dict[str, list[str | None]] = {"smoothed": [], "raw": []}
         self._last_stamp = -float("inf")
+        #: the processed frames' first and last index, header stamp and seconds from the bag start
+        self.span: dict[str, list[float]] = {}
 
     def error(self, msg: bagio.BagMessage, err: Exception) -> None:
         self.counts["errors"] += 1
@@ -161,6 +180,9 @@ class Tally:
         self.counts["processed"] += 1
         self.counts["stale_stamps"] += stamp_s <= self._last_stamp
         self._last_stamp = stamp_s
+        for key, value in (("frame", msg.index), ("stamp", stamp_s), ("seconds_from_start", since_start)):
+            lo, hi = self.span.get(key, (value, value))
+            self.span[key] = [min(lo, value), max(hi, value)]
         self.counts["with_face"] += bool(result.faces)
         self.counts["small_faces"] += result.n_small
         self.faces[len(result.faces)] += 1
@@ -196,8 +218,10 @@ class Tally:
             "errors": self.errors,
         }
         if self.labels:
-            out["labels"] = {"file": self.labels.path, **score(self.truth, self.predicted["smoothed"],
-                                                               self.predicted["raw"], self.classes)}
+            unused = self.labels.unused_lines()
+            out["labels"] = {"file": self.labels.path, "kind": self.labels.kind, "rows": len(self.labels.keys),
+                             "rows_outside": len(unused), "lines_outside": unused[:20], "span": self.span,
+                             **score(self.truth, self.predicted["smoothed"], self.predicted["raw"], self.classes)}
         return out
 
     def _track(self, track_id: int) -> dict:
@@ -223,6 +247,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
     """
     truth = read_labels(labels) if labels else None
     with ExitStack() as stack:
+        stack.enter_context(removed_on_failure(out))  # exits last: after the output bag is closed
         reader = stack.enter_context(bagio.BagReader(bag_path))
         info = reader.image_topic(topic)
         if pipeline is None:
@@ -235,8 +260,8 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
         video_out = None
         if video:
             hz = (info.count - 1) / (reader.duration_ns / 1e9) if info.count and reader.duration_ns else 30.0
-            video_out = VideoOut(video, hz)
-            stack.callback(video_out.close)
+            video_out = VideoOut(stack.enter_context(atomic_output(video, keep_on_interrupt=True)), hz)
+            stack.callback(video_out.close)  # before atomic_output renames it
         bar = stack.enter_context(tqdm(total=min(info.count or 0, max_frames or 1 << 62) or None, unit="frame",
                                        desc="replay", disable=not progress, dynamic_ncols=True))
         tally = Tally(pipeline.classes, truth)
@@ -252,7 +277,6 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
                     break
                 except BagError as err:
                     stopped = str(err)
-                    tqdm.write(f"error: {err}; reporting what was read before", file=sys.stderr)
                     break
                 t1 = time.perf_counter()
                 tally.counts["read"] += 1
@@ -281,6 +305,12 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
             stopped = "interrupted (Ctrl-C)"
             tqdm.write("interrupted: reporting what was processed so far", file=sys.stderr)
         wall = time.perf_counter() - t_begin
+        if reader.damaged and not stopped:  # MCAP: the repaired copy ends cleanly after its last intact message
+            stopped = f"{reader.damaged}: the bag ends after the {tally.counts['read']} messages before the damage"
+        if stopped and not stopped.startswith("interrupted"):
+            where = "" if stopped.startswith(str(bag_path)) else f"{bag_path}: "
+            warnings.warn(FerRosWarning(f"{where}{stopped}; the report covers what was read before"),
+                          stacklevel=2)
         if tally.counts["stale_stamps"]:
             reader.notes.append(f"{tally.counts['stale_stamps']} images have a header.stamp not after the previous "
                                 "one (a driver that does not stamp?): the smoothing, in bag time, does not advance "
@@ -307,18 +337,19 @@ def write_report(result: ReplayResult, folder: str | Path) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"report": str(folder / "report.json"), "timeline": str(folder / "timeline.png")}
-    plot_timeline(result.tracks, tuple(report["classes"]), paths["timeline"],
-                  title=f"{Path(report['bag']).name} {report['topic']}: smoothed probabilities per face")
+    with atomic_output(paths["timeline"]) as tmp:
+        plot_timeline(result.tracks, tuple(report["classes"]), tmp,
+                      title=f"{Path(report['bag']).name} {report['topic']}: smoothed probabilities per face")
     if "labels" in report:
         for kind in ("smoothed", "raw"):
             r = report["labels"][f"expression_{kind}"]
             if r["n"]:
                 paths[f"confusion_{kind}"] = str(folder / f"confusion_{kind}.png")
-                plot_confusion(r["confusion"], r["classes"], paths[f"confusion_{kind}"],
-                               title=f"{kind} labels, labelled frames")
+                with atomic_output(paths[f"confusion_{kind}"]) as tmp:
+                    plot_confusion(r["confusion"], r["classes"], tmp, title=f"{kind} labels, labelled frames")
     report["outputs"].update(paths)
-    with open(paths["report"], "w") as f:
-        json.dump(report, f, indent=1)
+    with atomic_output(paths["report"]) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
     return paths
 
 
@@ -368,7 +399,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(several bags: the folder that gets one folder per bag and the fleet report)")
     p.add_argument("--out-storage", choices=bagio.STORAGES, help="storage of --out (default: the input's)")
     p.add_argument("--out-distro", choices=bagio.DISTROS, help="layout of --out (default: the input's)")
-    p.add_argument("--namespace", default="/", metavar="NS", help="node namespace the output topics are resolved in "
+    p.add_argument("--namespace", default="/", metavar="NS", type=ros_namespace,
+                   help="node namespace the output topics are resolved in "
                                                     "(default: %(default)s)")
     p.add_argument("--rep155", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the ROS4HRI topics (default: the parameters file's rep155, else off)")
@@ -385,18 +417,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parameters(args) -> dict:
-    """The node parameters of the command line: the --config file, overridden by the options."""
+    """The node parameters of the command line: the --config file, overridden by the options; FerRosError for a
+    recognizer-mode file, which a replay cannot run."""
     values = {**(read_parameters(args.config) if args.config else {}), **overrides_from(args)}
     if args.rep155 is not None:
         values["rep155"] = args.rep155
+    _, node = configs_from_parameters(values)
+    if node.mode != "detector":
+        raise FerRosError(f"{args.config}: mode: {node.mode}: replay runs the detector mode over the bag's camera "
+                          "images; a recognizer classifies another detector's per-face images, which a replay does "
+                          "not feed. Give a detector-mode parameters file (or set mode: detector)")
     return values
 
 
 def run(args) -> int:
-    """Exit status 0 when every image message was processed, 1 when some were skipped or the bag ended early
-    (both said in the report), and BagError (2) when none could be processed."""
+    """Exit status 0 when every image message was processed, 1 when some were skipped, the bag ended early
+    (truncated, or Ctrl-C) or label rows covered no frame (all said in the report), and 2 (an error) when none
+    could be processed or no label row covered a frame."""
     inputs = [args.bag, args.labels, args.config]
-    report_dir = args.report or f"{Path(args.bag).resolve().name}_replay"
+    report_dir = args.report or f"{Path(os.path.abspath(args.bag)).name}_replay"
     check_output(args.out, "--out", "bag", inputs)
     check_output(args.video, "--video", "video", inputs)
     check_output(report_dir, "--report", "folder", inputs)
@@ -412,4 +451,24 @@ def run(args) -> int:
                or "the topic has no messages")
         raise BagError(f"{args.bag}: nothing processed: none of the {frames['read']} messages on {report['topic']} "
                        f"gave a frame (first: {why}); see {Path(report_dir) / 'report.json'}")
-    return 1 if frames["errors"] or report["stopped"] else 0
+    return max(_check_labels(report.get("labels"), report_dir), 1 if frames["errors"] or report["stopped"] else 0)
+
+
+def _check_labels(labels: dict | None, report_dir) -> int:
+    """DataError when the labels cover no replayed frame; a warning and 1 when some rows cover none."""
+    if not labels or not labels["rows_outside"]:
+        return 0
+    span, kind = labels["span"], labels["kind"]
+    have = {"interval": f"{span['seconds_from_start'][0]:.3f}..{span['seconds_from_start'][1]:.3f} s from the bag "
+                        "start (intervals are seconds from the first message, not header stamps)",
+            "stamp": f"header stamps {span['stamp'][0]:.3f}..{span['stamp'][1]:.3f} s (stamp rows are header "
+                     "stamps in seconds, sec + nanosec / 1e9)",
+            "frame": f"frames {span['frame'][0]}..{span['frame'][1]} (frame rows are indices on the image topic, "
+                     "from 0)"}[kind]
+    lines = ", ".join(map(str, labels["lines_outside"][:5])) + (", ..." if labels["rows_outside"] > 5 else "")
+    if labels["rows_outside"] == labels["rows"]:
+        raise DataError(f"{labels['file']}: none of its {labels['rows']} rows covers a replayed frame; the frames "
+                        f"are {have}; nothing was scored (see {Path(report_dir) / 'report.json'})")
+    warnings.warn(FerRosWarning(f"{labels['file']}: {labels['rows_outside']} of {labels['rows']} rows cover no "
+                                f"replayed frame (lines {lines}); the frames are {have}"), stacklevel=2)
+    return 1

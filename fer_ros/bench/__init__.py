@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import check_output, missing_dependency, number
+from ..cli import atomic_output, check_output, missing_dependency, number
 from ..errors import FerRosError
 
 SECTIONS = ("train", "classifier", "frame", "detect", "replay", "fleet")
@@ -94,7 +94,8 @@ def run(args) -> int:
                 raise
             rows.append({"section": name, "case": "all", "note": f"skipped: {missing_dependency(err)}"})
     print_table(rows)
-    with open(args.json, "w") as f:
-        json.dump({"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}, f, indent=1)
+    with atomic_output(args.json) as tmp:
+        tmp.write_text(json.dumps({"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows},
+                                  indent=1))
     print(f"wrote {args.json}")
     return 0

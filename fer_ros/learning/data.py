@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..classes import FER7, FERPLUS8, canonical
-from ..errors import DataError, ImageError
+from ..errors import DataError, FerRosWarning, ImageError
 from ..preprocess import INPUT_SIZE
 from ..vision.encodings import IMAGE_SUFFIXES, read_image
 
@@ -290,7 +290,7 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, framer=
         from ..framing import Framer
 
         framer = Framer(load_config(), size)
-    skipped, framing, images, labels, names = Counter(), Counter(), [], [], []
+    skipped, framing, images, labels, names, oblong = Counter(), Counter(), [], [], [], []
     if labelled:
         folders = sorted(p for p in root.iterdir() if p.is_dir())
         if not folders:
@@ -313,6 +313,8 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, framer=
                 grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
                 crop = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
                 framing["as crops"] += 1
+                if max(img.shape[:2]) > 1.25 * min(img.shape[:2]):  # a face crop is about square
+                    oblong.append(f"{p.name} is {img.shape[1]}x{img.shape[0]}")
             else:
                 crop = framer.largest(img)
                 if crop is None:
@@ -324,6 +326,10 @@ def load_image_folder(root: str | Path, classes: tuple[str, ...] = FER7, framer=
             names.append(p.relative_to(root).as_posix())
     if not images:
         raise DataError(f"{root}: no usable images ({dict(skipped)})")
+    if oblong:
+        warnings.warn(FerRosWarning(f"{root}: every image is taken as a face crop, but {len(oblong)} of "
+                                    f"{framing['as crops']} are not square ({oblong[0]}): full photos? To find the "
+                                    "face in each, use --crops faces (or auto)"), stacklevel=2)
     return Dataset(np.stack(images), np.array(labels, np.int64), tuple(classes), root.name, skipped,
                    framing=framing, files=np.array(names))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import check_output, number
+from ..cli import atomic_output, check_output, number
 from ..config import FACE_FIELDS, load_config, overrides_from
 from ..config import add_arguments as config_arguments
 from ..errors import DataError
@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad CSV rows instead of stopping")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix plot here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
-    g = p.add_argument_group("image folders: how faces are found and framed")
+    g = p.add_argument_group("image folders: how faces are found and framed",
+                             "a CSV holds 48x48 crops already: these options are refused with one")
     g.add_argument("--crops", choices=CROP_MODES, default="auto",
                    help="auto: images of the model's input size (48x48 crops, e.g. CK+48) are scored as they are, "
                         "faces are found in any other; crops: every image is a face crop; faces: find the face in "
@@ -42,6 +43,17 @@ def add_arguments(p) -> None:
     g.add_argument("--config", metavar="YAML", help="ROS 2 parameters file with the face parameters below "
                    "(default: the shipped parameters; Haar scans still images thoroughly)")
     config_arguments(p, FACE_FIELDS)
+
+
+def _check_framing_options(args) -> None:
+    """The framing options (--crops, --config, the face parameters) apply to image folders only: a CSV holds crops."""
+    if Path(args.data).is_dir():
+        return
+    given = [f"--{name.replace('_', '-')}" for name in overrides_from(args, FACE_FIELDS)]
+    given += [o for o, v in (("--crops", args.crops != "auto"), ("--config", args.config)) if v]
+    if given:
+        raise DataError(f"{', '.join(given)}: {args.data} is a CSV of 48x48 face crops, scored as they are; these "
+                        "options say how faces are found in an image folder; drop them")
 
 
 def zoom_factor(text: str) -> float:
@@ -112,6 +124,7 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
 
 def run(args) -> int:
     check_output(args.confusion, "--confusion", "plot", inputs=[args.data, args.pixels, *(args.model or [])])
+    _check_framing_options(args)
     model = args.model[0] if args.model and len(args.model) == 1 else args.model
     faces = load_config(args.config, **overrides_from(args, FACE_FIELDS))
     report = evaluate(model, args.data, args.split, args.pixels, args.backend, args.device, args.flip, args.zoom,
@@ -126,8 +139,9 @@ def run(args) -> int:
     if args.confusion:
         from ..plots import plot_confusion
 
-        plot_confusion(report["confusion"], report["classes"], args.confusion,
-                       f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")
+        with atomic_output(args.confusion) as tmp:
+            plot_confusion(report["confusion"], report["classes"], tmp,
+                           f"{Path(args.data).name} {args.split or ''}: acc {report['accuracy']:.3f}")
         print(f"wrote {args.confusion}")
     if args.json:
         print(json.dumps(report))

@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import modelfile
-from ..errors import FerRosError
+from ..cli import check_output, number
+from ..errors import FerRosError, FerRosWarning
 from ..inference import TRT_EP_BATCH, OnnxRuntimeBackend, TensorRTBackend, trt_logger
 from ..preprocess import to_input
 
@@ -405,6 +406,7 @@ EXAMPLES = """examples:
   fer-ros export best.onnx --format onnx-int8 --calib-data fer2013.csv.gz
   fer-ros export best.onnx --format tensorrt             # on the Jetson / GPU machine itself
   fer-ros export best.onnx --format tensorrt --int8 --calib-data fer2013.csv.gz
+  fer-ros export best.onnx --format tensorrt --trtexec  # no TensorRT here: the trtexec lines
   fer-ros export best.onnx --format tensorrt --from-engine best.engine   # after trtexec"""
 
 
@@ -415,25 +417,28 @@ def add_arguments(p):
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (default: MODEL with .onnx, .int8.onnx or .engine)")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="what to make (default: %(default)s)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
+    p.add_argument("--opset", type=number(int, 17), default=DEFAULT_OPSET, metavar="N",
                    help="ONNX opset: 17 also loads in TensorRT 8.5/8.6; 18+ uses torch's new exporter "
                         "(default: %(default)s)")
     c = p.add_argument_group("int8 calibration (onnx-int8, tensorrt --int8)")
     c.add_argument("--calib-data", metavar="PATH", help="FER2013 CSV(.gz) or image folder of real face crops")
     c.add_argument("--calib-split", metavar="SPLIT", default="PublicTest",
                    help="FER2013 split to draw crops from (default: %(default)s)")
-    c.add_argument("--calib-size", type=int, default=1000, metavar="N",
+    c.add_argument("--calib-size", type=number(int, 1), default=1000, metavar="N",
                    help="crops to calibrate on (default: %(default)s)")
-    c.add_argument("--eval-size", type=int, default=2000, metavar="N",
+    c.add_argument("--eval-size", type=number(int, 0), default=2000, metavar="N",
                    help="other crops of the split to measure the accuracy change on (default: %(default)s)")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--int8", action="store_true", help="INT8 engine via a symmetric QDQ ONNX (needs --calib-data)")
-    t.add_argument("--workspace", type=int, default=1024, metavar="MIB",
+    t.add_argument("--workspace", type=number(int, 1), default=1024, metavar="MIB",
                    help="builder workspace in MiB (default: %(default)s)")
-    t.add_argument("--batch", type=int, nargs=3, default=list(TRT_EP_BATCH), metavar=("MIN", "OPT", "MAX"),
+    t.add_argument("--batch", type=number(int, 1), nargs=3, default=list(TRT_EP_BATCH), metavar=("MIN", "OPT", "MAX"),
                    help="batch sizes of the optimization profile (default: 1 8 32)")
     t.add_argument("--from-engine", metavar="ENGINE",
-                   help="do not build: write the sidecar of ENGINE, built from MODEL (an .onnx) by trtexec")
+                   help="do not build: write the sidecar of ENGINE (.engine/.plan), built from MODEL by trtexec")
+    t.add_argument("--trtexec", action="store_true",
+                   help="do not build: write the ONNX files trtexec builds from and print its command lines (where "
+                        "TensorRT's Python module is not installed)")
 
 
 def _default_output(model: Path, fmt: str, int8: bool) -> Path:
@@ -443,10 +448,55 @@ def _default_output(model: Path, fmt: str, int8: bool) -> Path:
 
 
 def _calibration(args, classes):
+    """(calibration crops, evaluation) as asked, or FerRosError before anything is written."""
     if not args.calib_data:
         raise FerRosError("int8 needs real face crops to calibrate on: pass --calib-data fer2013.csv.gz "
                           "[--calib-split PublicTest]")
-    return calibration_data(args.calib_data, args.calib_split, args.calib_size, args.eval_size, classes)
+    calib, (held, labels) = calibration_data(args.calib_data, args.calib_split, args.calib_size, args.eval_size,
+                                             classes)
+    if len(calib) < args.calib_size:
+        raise FerRosError(f"--calib-size {args.calib_size}: {args.calib_data}"
+                          f"{f' ({args.calib_split})' if args.calib_split else ''} has only {len(calib)} crops; "
+                          f"pass --calib-size {len(calib)} or less (or more data); nothing was written")
+    if len(held) < args.eval_size:
+        warnings.warn(FerRosWarning(f"--eval-size {args.eval_size}: only {len(held)} crops are left after the "
+                                    f"{len(calib)} calibration crops; the accuracy change is measured on those"
+                                    if len(held) else "no crops are left after calibration: the accuracy change "
+                                    "is not measured (lower --calib-size or give more data)"), stacklevel=2)
+    return calib, ((held, labels) if len(held) else None)
+
+
+def _outputs(args, model: Path, out: Path, source: str) -> list[Path]:
+    """Every file this export may write, each checked (`cli.check_output`: never an input, a writable place)."""
+    paths = [] if args.from_engine else [(out, "model")]  # with --from-engine, -o only names it in trtexec lines
+    if args.format == "tensorrt":
+        if source == "pt":
+            paths.append((out.with_name(out.stem.removesuffix(".int8") + ".onnx"), "model"))
+        if args.int8:
+            paths.append((out.with_name(out.stem + ".qdq.onnx"), "model"))
+        paths += [(out.with_name(out.stem + ".fp16.onnx"), "model"),
+                  (modelfile.sidecar_path(Path(args.from_engine) if args.from_engine else out), "json")]
+    inputs = [model, args.calib_data, args.from_engine]
+    for path, kind in paths:
+        check_output(path, "-o" if path == out else f"-o {out} (it also writes {path.name})", kind, inputs)
+    return [path for path, _ in paths]
+
+
+def _check_options(args) -> None:
+    """Options that the chosen format would silently ignore are refused."""
+    tensorrt_only = [o for o, v in (("--int8", args.int8), ("--from-engine", args.from_engine),
+                                    ("--trtexec", args.trtexec)) if v]
+    if args.format != "tensorrt" and tensorrt_only:
+        raise FerRosError(f"{', '.join(tensorrt_only)}: only with --format tensorrt"
+                          + ("; for an int8 ONNX use --format onnx-int8" if args.int8 else ""))
+    if args.calib_data and not (args.format == "onnx-int8" or args.int8):
+        raise FerRosError("--calib-data: only for int8 (--format onnx-int8, or --format tensorrt --int8)")
+    if args.from_engine and args.trtexec:
+        raise FerRosError("--from-engine and --trtexec: give one (--trtexec prints how to build ENGINE, "
+                          "--from-engine writes its sidecar afterwards)")
+    if args.from_engine and modelfile.kind(args.from_engine) != "engine":
+        raise FerRosError(f"--from-engine {args.from_engine}: give the engine trtexec built (.engine or .plan), "
+                          f"not the {modelfile.kind(args.from_engine)} model it was built from")
 
 
 def _print_comparison(r: dict) -> None:
@@ -460,6 +510,7 @@ def _print_comparison(r: dict) -> None:
 def run(args) -> int:
     model = Path(args.model)
     source = modelfile.kind(model)
+    _check_options(args)
     if source == "engine" or (args.format == "onnx" and source != "pt"):
         raise FerRosError(f"{model}: --format {args.format} starts from a .pt checkpoint"
                           + ("" if args.format == "onnx" else " or an .onnx file"))
@@ -470,6 +521,26 @@ def run(args) -> int:
         raise FerRosError(f"{out}: the output of --format {args.format} needs an .onnx name")
     if args.format == "tensorrt":
         check_batch(args.batch)
+        if not (args.from_engine or args.trtexec) and _tensorrt_module() is None:
+            raise FerRosError("TensorRT's Python module is not installed here, so no engine can be built; nothing "
+                              "was written. Run this on the target, or add --trtexec to write the ONNX trtexec "
+                              "builds from and print its command line (then --from-engine ENGINE writes the "
+                              "engine's sidecar)")
+    outputs = _outputs(args, model, out, source)
+    existed = {p for p in outputs if p.exists()}
+    calib = None
+    if args.format == "onnx-int8" or args.int8:  # the crops first: a shortage stops the export before any file
+        calib = _calibration(args, modelfile.read_metadata(model)["classes"])
+    try:
+        return _export(args, model, out, source, calib)
+    except BaseException:  # all or nothing: the files this run wrote go with it
+        for path in outputs:
+            if path not in existed:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _export(args, model: Path, out: Path, source: str, calib) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = model
         if source == "pt":  # the float ONNX: the result, kept beside the engine for trtexec, or temporary
@@ -480,15 +551,16 @@ def run(args) -> int:
                   f"= {r['max_abs_diff']:.2g} over batches {', '.join(map(str, r['batches']))}")
         if args.format == "onnx":
             return 0
-        int8 = args.format == "onnx-int8" or args.int8
+        int8 = calib is not None
         if int8:
-            calib, evaluation = _calibration(args, modelfile.read_metadata(onnx_path)["classes"])
+            crops, evaluation = calib
             target = "tensorrt" if args.format == "tensorrt" else "cpu"
             q_out = out if args.format == "onnx-int8" else out.with_name(out.stem + ".qdq.onnx")
-            r = quantize_onnx(onnx_path, q_out, calib, target, evaluation,
+            r = quantize_onnx(onnx_path, q_out, crops, target, evaluation,
                               f"{Path(args.calib_data).name}:{args.calib_split}")
-            print(f"wrote {q_out} (int8 QDQ for {target}, {r['bytes'] / 1e6:.2f} MB, calibrated on {len(calib)} crops)")
-            _print_comparison(r)
+            print(f"wrote {q_out} (int8 QDQ for {target}, {r['bytes'] / 1e6:.2f} MB, calibrated on {len(crops)} crops)")
+            if evaluation is not None:
+                _print_comparison(r)
             onnx_path = q_out
         if args.format == "onnx-int8":
             return 0
@@ -514,6 +586,8 @@ def run(args) -> int:
         if args.from_engine:  # every line printed makes an FP16 (or int8) engine: so says the sidecar
             side = write_engine_sidecar(build_from, args.from_engine)
             print(f"wrote {side}")
+            return 0
+        if args.trtexec:
             return 0
         _tensorrt(out)
         print("building the TensorRT engine (a minute or more)...")

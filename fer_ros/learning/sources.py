@@ -74,7 +74,10 @@ class Source:
             if not ok:
                 raise DataError(f"{where}: {why}")
         if not Path(src.path).exists():
-            raise DataError(f"{where}: {src.path}: no such file or folder; fix the path")
+            relative = "" if Path(src.path).is_absolute() else \
+                f" (relative paths are taken from the working directory, {Path.cwd()}: run from the repository " \
+                "root, or give --data)"
+            raise DataError(f"{where}: {src.path}: no such file or folder{relative}; fix the path")
         folder = Path(src.path).is_dir()
         if folder and src.split not in (None, *FOLDER_SPLITS):
             raise DataError(f"{where}: a folder's split is one of {', '.join(FOLDER_SPLITS)}, not {src.split!r}")

@@ -171,9 +171,23 @@ class TrainConfig:
         return [Source.parse(spec, f"{key}[{i}]") for i, spec in enumerate(given)]
 
 
+#: the config `fer-ros train` runs without --config, in a clone of the repository (an installed package has none)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "training" / "configs" / "fer2013.yaml"
+
+
+def default_config() -> Path:
+    """DEFAULT_CONFIG, found from the package's own location, so any working directory works; DataError where the
+    package was installed without the repository's training/ folder."""
+    if not DEFAULT_CONFIG.is_file():
+        raise DataError(f"no --config given, and the default {DEFAULT_CONFIG} is not there (an installed package "
+                        "has no training/ folder); pass --config FILE, e.g. one of the repository's "
+                        "training/configs/*.yaml")
+    return DEFAULT_CONFIG
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--config", default="training/configs/fer2013.yaml",
-                   help="YAML config (see training/configs; default: %(default)s)")
+    p.add_argument("--config", help="YAML config (see training/configs; default: training/configs/fer2013.yaml "
+                                     "of the fer_ros repository, wherever you run it from)")
     p.add_argument("--out", default="runs/train", help="output folder for checkpoints, metrics and plots")
     p.add_argument("--arch", help="override the config's architecture (arch1..arch4)")
     p.add_argument("--data", help="override the training data (FER2013/FER+ CSV or image folder)")
@@ -206,6 +220,8 @@ def run(args) -> int:
             raise DataError(f"--set {setting}: the value is not YAML ({yaml_problem(e)})") from None
         if overrides[key] is None:
             raise DataError(f"--set {setting}: no value; write KEY=VALUE, e.g. --set lr=0.01")
+    if args.config is None:
+        args.config = default_config()
     cfg = TrainConfig.from_yaml(args.config, **overrides)
     teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else cfg.teacher or []
     sources = cfg.source_list("sources") + cfg.source_list("val_sources")

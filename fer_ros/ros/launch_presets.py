@@ -22,21 +22,23 @@ def preset(launch_file: str, arguments: dict[str, str], renamed: tuple[str, str,
     share = FindPackageShare("fer_ros")
     short, full, description = renamed
 
-    def check(context):
+    passed = [(n, LaunchConfiguration(n)) for n in ("config", *arguments) if n != short]
+
+    def include(context):
+        """fer.launch.py, included only when this file runs: `--show-args` then lists this file's own arguments
+        (it walks included descriptions, and would list fer.launch.py's, which this file refuses)."""
         reason = unknown_launch_arguments(launch_file, sys.argv, [*arguments, "config"])
         if reason:
             raise ValueError(reason)
-        return []
+        return [IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "fer.launch.py"])),
+            launch_arguments=passed + [(full, LaunchConfiguration(short)), *fixed])]
 
-    passed = [(n, LaunchConfiguration(n)) for n in ("config", *arguments) if n != short]
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "fer.yaml"]),
                               description="ROS 2 parameters file of fer_node"),
         *[DeclareLaunchArgument(name, default_value=default,
                                 description=description if name == short else "see fer.launch.py")
           for name, default in arguments.items()],
-        OpaqueFunction(function=check),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "fer.launch.py"])),
-            launch_arguments=passed + [(full, LaunchConfiguration(short)), *fixed]),
+        OpaqueFunction(function=include),
     ])

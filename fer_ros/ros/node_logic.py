@@ -21,6 +21,7 @@ import numpy as np
 from .. import config as pipeline_config
 from ..classes import UNKNOWN
 from ..config import ConfigError, NodeConfig, PipelineConfig
+from ..stamps import StampCheck
 
 T = TypeVar("T")
 
@@ -429,13 +430,15 @@ class Recognition:
 class FaceRecognizer:
     """Recognizer mode without ROS: classify the face images another detector publishes, one per face id,
     with the pipeline's model and test-time views, and smooth each face's probabilities over the image
-    stamps (`smoothing_tau_s`, as the pipeline does per track). A stamp earlier than a face's last one
-    (a bag played again) restarts its average."""
+    stamps (`smoothing_tau_s`, as the pipeline does per track). Stamps pass the pipeline's check
+    (`fer_ros.stamps`): one that is not finite counts as the face's last good one, and one earlier than
+    the face's last (a bag played again) restarts its average."""
 
     def __init__(self, backend, config: PipelineConfig) -> None:
         self.backend = backend
         self.config = config
         self._state: dict[str, tuple[float, np.ndarray]] = {}  # face id -> (stamp, smoothed probabilities)
+        self.stamps = StampCheck("face image")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -451,10 +454,10 @@ class FaceRecognizer:
         raw = self.backend.classify(crops, c.flip_average, c.zoom_average)
         out = []
         for fid, p in zip(ids, raw, strict=True):
-            stamp = faces[fid][1]
+            stamp, went_back = self.stamps.check(faces[fid][1], fid)
             p = np.asarray(p, np.float32)
             last = self._state.get(fid)
-            if last is None or stamp < last[0] or c.smoothing_tau_s <= 0.0:
+            if last is None or went_back or c.smoothing_tau_s <= 0.0:
                 probs = p.copy()
             else:
                 alpha = 1.0 - math.exp(-(stamp - last[0]) / c.smoothing_tau_s)
@@ -468,3 +471,4 @@ class FaceRecognizer:
     def forget(self, face_id: str) -> None:
         """The face is no longer tracked upstream."""
         self._state.pop(face_id, None)
+        self.stamps.forget(face_id)

@@ -48,13 +48,21 @@ def check_size(width: int, height: int, what: str = "image") -> None:
                          "down first")
 
 
-def check_frame(image) -> None:
-    """ImageError unless `image` is a non-empty image array within the size bound (the pipeline's entry check)."""
-    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+def check_frame(image) -> np.ndarray:
+    """The pipeline's entry check: `image` as a BGR (H, W, 3) or grey (H, W) uint8 array ((H, W, 1) and BGRA
+    (H, W, 4) are converted); ImageError for anything else, or one beyond the size bound."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0 \
+            or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.dtype != np.uint8:
         shape = getattr(image, "shape", None)
-        raise ImageError(f"not an image: expected an (H, W, 3) BGR array, got {type(image).__name__}"
+        got = f"{type(image).__name__}{f' of {image.dtype}' if isinstance(image, np.ndarray) else ''}"
+        raise ImageError(f"not an image: expected a uint8 (H, W, 3) BGR or (H, W) grey array, got {got}"
                          f"{f' of shape {shape}' if shape is not None else ''}")
     check_size(image.shape[1], image.shape[0], "the frame")
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
 
 
 def image_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
@@ -93,6 +101,29 @@ def image_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
     except (IndexError, ValueError):
         return None
     return None
+
+
+def opencv_path(path: str | Path) -> str:
+    """`path` as OpenCV's file functions take it; ImageError for a name that is not UTF-8 (a byte the file
+    system allows but OpenCV's Python binding crashes on)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(f"{text.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: the name is not "
+                         "UTF-8, which OpenCV cannot open; rename the file (or its folder)") from None
+    return text
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """`image` encoded in the format of a file suffix (.jpg, .png, ...); ImageError when OpenCV cannot."""
+    try:
+        ok, buf = cv2.imencode(suffix.lower(), image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImageError(f"OpenCV cannot encode a {suffix} image; use .jpg or .png")
+    return buf.tobytes()
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -321,17 +321,20 @@ class YuNetDetector:
 
 
 def make_detector(name: str = "haar", model_path: str | Path | None = None, **options) -> Detector:
-    """A detector by name: "yunet" (needs its model file), "haar" (built in) or "auto": YuNet when
-    `fer_ros.vision.detector_model.find_yunet(model_path)` finds its file, else Haar. Options go to the
+    """A detector by name: "yunet" (its model file as `fer_ros.vision.detector_model.find_yunet(model_path)`
+    finds it: the path, $FER_ROS_YUNET_MODEL or the cache), "haar" (built in) or "auto": YuNet when that
+    finds a file, else Haar. Options go to the
     detector's constructor (those the chosen one does not take are dropped). The detector's `note`
     says what was chosen and why."""
-    if name == "auto":
+    if name == "haar":
+        why = "haar: as configured"
+    elif name in ("auto", "yunet"):
         from .detector_model import find_yunet
 
         found, why = find_yunet(model_path)
+        if name == "yunet" and found is None:  # asked for: an error, not a fallback
+            raise ModelFileError(f"the yunet detector has no usable model file: {why.removeprefix('haar: ')}")
         name, model_path = ("yunet", found) if found else ("haar", None)
-    elif name in ("haar", "yunet"):
-        why = f"{name}: as configured"
     else:
         raise ValueError(f"unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}")
     cls = YuNetDetector if name == "yunet" else HaarDetector

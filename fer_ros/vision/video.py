@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, FerRosWarning, ImageError
-from .encodings import check_size
+from .encodings import check_size, opencv_path
 
 # FFmpeg's own error lines ("moov atom not found", ...) would interleave with ours, which say what went wrong in
 # one line; OpenCV reads this when it first opens a video. Set it yourself (e.g. 16) to see them.
@@ -37,7 +37,10 @@ class Video:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._cap = cv2.VideoCapture(str(path))
+        try:
+            self._cap = cv2.VideoCapture(opencv_path(path))
+        except ImageError as e:
+            raise DataError(str(e)) from None
         if not self._cap.isOpened():
             raise DataError(f"{path}: cannot open the video (missing file or unsupported codec)")
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0

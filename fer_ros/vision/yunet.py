@@ -64,6 +64,8 @@ def _fields(buf: bytes):
             value, i = buf[i:i + n], i + n
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > len(buf):
+            raise ValueError("the message is cut short")
         yield number, wire, value, buf[start:i]
 
 
@@ -100,6 +102,54 @@ def free_input_size(model: bytes) -> bytes:
     return _rewrite(model, (7, 12, 2, 1, 2), _free_dims(1))
 
 
+#: the outputs a YuNet graph has: class and objectness scores, boxes and landmarks per stride
+OUTPUTS = tuple(f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES)
+#: smaller than any ONNX file that could hold YuNet's weights (the 2023mar file is 232,589 bytes)
+MIN_BYTES = 50_000
+
+
+def _io_names(model: bytes) -> tuple[list[str], list[str]]:
+    """(input names, output names) of an ONNX ModelProto's graph, read from the protobuf."""
+    graph = [v for number, wire, v, _ in _fields(model) if number == 7 and wire == 2]
+    if len(graph) != 1:
+        raise ValueError("no graph")
+    names: dict[int, list[str]] = {11: [], 12: []}
+    for number, wire, value, _ in _fields(graph[0]):
+        if number in names and wire == 2:
+            names[number] += [v.decode("utf-8", "replace") for n, w, v, _ in _fields(value) if n == 1 and w == 2]
+    return names[11], names[12]
+
+
+def read_model(path: str | Path) -> bytes:
+    """The bytes of a YuNet model file, after the one check every user of it makes (`find_yunet`, `fetch`,
+    the detector): a file, of a plausible size, ONNX (protobuf, ir_version first), whose graph has one
+    input and YuNet's outputs. ModelFileError saying which of these fails."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a folder, not a YuNet model file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if len(data) < MIN_BYTES:
+        raise ModelFileError(f"{path}: {len(data)} bytes, too small for YuNet ({MODEL_NAME} is 232,589 bytes): "
+                             "an empty or cut download?")
+    if data[:1] != b"\x08":  # ModelProto field 1 (ir_version), a varint, comes first
+        raise ModelFileError(f"{path}: not an ONNX model (it starts with {data[:8]!r})")
+    try:
+        inputs, outputs = _io_names(data)
+    except (ValueError, IndexError):
+        raise ModelFileError(f"{path}: not a whole ONNX model (its protobuf is cut short or damaged: a cut "
+                             "download?)") from None
+    if len(inputs) != 1 or not set(OUTPUTS) <= set(outputs):
+        raise ModelFileError(f"{path}: an ONNX model, but not YuNet: its graph has inputs {inputs[:3]} and "
+                             f"outputs {outputs[:4]}{', ...' if len(outputs) > 4 else ''}, not one input and "
+                             f"{', '.join(OUTPUTS[:3])}, ... (the expression classifier's ONNX?)")
+    return data
+
+
 class YuNet:
     """Faces of a BGR uint8 image as OpenCV's FaceDetectorYN rows: (N, 15) float32 x, y, w, h,
     5 landmarks (x, y) and the score."""
@@ -110,11 +160,9 @@ class YuNet:
 
         path = Path(path)
         try:
-            model = free_input_size(path.read_bytes())
-        except OSError as e:
-            raise ModelFileError(f"{path}: cannot read the YuNet model ({e.strerror})") from None
+            model = free_input_size(read_model(path))
         except (ValueError, IndexError):
-            raise ModelFileError(f"{path}: not a YuNet face detector model (not ONNX)") from None
+            raise ModelFileError(f"{path}: not a YuNet face detector model (its graph does not parse)") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -124,11 +172,7 @@ class YuNet:
         except Exception as e:  # onnxruntime raises its own exception types
             reason = str(e).splitlines()[0].split(" : ")[-1]
             raise ModelFileError(f"{path}: not a YuNet face detector model ({reason})") from None
-        names = {o.name for o in self.session.get_outputs()}
-        self.outputs = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES]
-        if len(self.session.get_inputs()) != 1 or not set(self.outputs) <= names:
-            raise ModelFileError(f"{path}: not a YuNet face detector model (expected one input and outputs "
-                                 f"{', '.join(self.outputs[:3])}, ...)")
+        self.outputs = list(OUTPUTS)
         self.input = self.session.get_inputs()[0].name
         self.path = path
         self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
