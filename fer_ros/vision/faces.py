@@ -17,6 +17,9 @@ import numpy as np
 from ..errors import ImageError, ModelFileError
 
 DETECTORS = ("auto", "yunet", "haar")
+#: what can find a face (`Face.stage`): YuNet; Haar's frontal cascade, its profile cascade (image and mirror), the
+#: frontal cascade on copies tilted each way (thorough scans)
+STAGES = ("yunet", "frontal", "profile", "tilt+25", "tilt-25")
 #: landmark order (YuNet's): the eye on the image's left first
 LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 #: FER2013 median landmark positions (x, y as fractions of the crop), YuNet order
@@ -33,6 +36,8 @@ class Face:
     landmarks: np.ndarray | None = None
     #: True when no detector found the face in this frame: the visual tracker carried it (`fer_ros.vision.carry`)
     carried: bool = False
+    #: what found it: "yunet", or Haar's "frontal", "profile", "tilt+25" / "tilt-25" (STAGES)
+    stage: str = ""
 
     @property
     def eyes(self) -> np.ndarray | None:
@@ -65,12 +70,40 @@ class Detector(Protocol):
         """Faces found again near the given (x, y, w, h) boxes."""
 
 
-def _suppress(faces: list[Face], overlap: float = 0.5) -> list[Face]:
-    """Best-scoring faces first, dropping any that overlaps a kept one by more than `overlap` IoU."""
+def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over the smaller box's area of (N, 4) and (M, 4) x, y, w, h boxes: (N, M); 1 when one
+    box holds the other, which IoU is not for a face inside a wider box."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    inter = np.clip(np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+                    - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None) * \
+        np.clip(np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+                - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    smaller = np.minimum(a[:, None, 2] * a[:, None, 3], b[None, :, 2] * b[None, :, 3])
+    return np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1.0), 0.0)
+
+
+def _suppress(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
+    """Best-scoring faces first, dropping any that overlaps a kept one by more than `max_iou` IoU."""
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if not kept or iou(np.array([k.box for k in kept]), face.box).max() <= overlap:
+        if not kept or iou(np.array([k.box for k in kept]), face.box).max() <= max_iou:
             kept.append(face)
+    return kept
+
+
+def _merge(*stages: list[Face]) -> list[Face]:
+    """The faces of several scans, earlier scans first: a later scan's face is added only where no kept face is
+    (IoU <= 0.3 and under half of the smaller box shared). Scores of different cascades do not compare, and the
+    frontal cascade frames a face as the classifier's crops were measured; a profile or tilted find placed around
+    the same face would replace a well-placed box by a wider, shifted one."""
+    kept: list[Face] = []
+    for faces in stages:
+        new = []
+        for face in _suppress(faces, 0.3):
+            if not kept or (iou(np.array([k.box for k in kept]), face.box).max() <= 0.3
+                            and overlap(np.array([k.box for k in kept]), face.box).max() < 0.5):
+                new.append(face)
+        kept += new
     return kept
 
 
@@ -83,6 +116,37 @@ def _downscale(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     s = size / max(h, w)
     small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return small, w / small.shape[1]
+
+
+def picture(image: np.ndarray, tolerance: int = 12) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the picture inside uniform borders (the bars of a letterboxed or pillarboxed frame: a
+    landscape video in a portrait frame, a 4:3 camera in a 16:9 one); the whole image when it has none.
+
+    A border is rows or columns within `tolerance` grey levels of the corner pixel's colour, looked for on
+    every 4th pixel. A border under 2 % of the side is kept (a frame's dark edge is not a bar)."""
+    h, w = image.shape[:2]
+    step = 4
+    view = image[::step, ::step].astype(np.int16)
+    differs = np.abs(view - view[0, 0]).reshape(view.shape[0], view.shape[1], -1).max(axis=2) > tolerance
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return 0, 0, w, h
+    y0, y1 = rows[0] * step, min(h, (rows[-1] + 1) * step)
+    x0, x1 = cols[0] * step, min(w, (cols[-1] + 1) * step)
+    y0, x0 = (y0 if y0 >= 0.02 * h else 0), (x0 if x0 >= 0.02 * w else 0)
+    y1, x1 = (y1 if h - y1 >= 0.02 * h else h), (x1 if w - x1 >= 0.02 * w else w)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _shift(faces: list[Face], origin: tuple[int, int]) -> list[Face]:
+    """Faces found in a part of an image that starts at `origin`, in the image's pixels."""
+    if origin == (0, 0):
+        return faces
+    for face in faces:
+        face.box[:2] += origin
+        if face.landmarks is not None:
+            face.landmarks += np.asarray(origin, np.float32)
+    return faces
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -133,6 +197,11 @@ class HaarDetector:
         self.thorough = thorough
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
+        _check_image(image)
+        x0, y0, x1, y1 = picture(image)
+        return _shift(self._detect(image[y0:y1, x0:x1], still), (x0, y0))
+
+    def _detect(self, image: np.ndarray, still: bool) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
         if 0 < max(small.shape[:2]) < self.detection_size:  # enlarge a small image: faces under 24 px are lost
             f = self.detection_size / max(small.shape[:2])
@@ -140,10 +209,13 @@ class HaarDetector:
                                interpolation=cv2.INTER_LINEAR)
             scale = image.shape[1] / small.shape[1]
         faces = self._scan(image, small, scale, np.zeros(2, np.float32), near=False)
-        if self.thorough or still:
+        if self.thorough or still:  # frontal finds first, then tilted, then profile: see _merge
             grey = _grey(small)
-            faces += self._profiles(grey, scale) + self._tilted(grey, scale)
-            faces = _suppress(faces, 0.3)
+            # the pyramid again, offset by half a step: a face between two of its scales may get too few neighbours
+            half = cv2.resize(small, (round(small.shape[1] / self.scale_factor ** 0.5),
+                                      round(small.shape[0] / self.scale_factor ** 0.5)), interpolation=cv2.INTER_AREA)
+            faces += self._scan(image, half, image.shape[1] / half.shape[1], np.zeros(2, np.float32), near=False)
+            faces = _merge(faces, self._tilted(grey, scale), self._profiles(grey, scale))
         return faces
 
     def _profiles(self, grey: np.ndarray, scale: float) -> list[Face]:
@@ -156,7 +228,7 @@ class HaarDetector:
                 box = np.asarray(rect, np.float32)
                 if mirrored:
                     box[0] = grey.shape[1] - box[0] - box[2]
-                faces.append(Face(box * scale, float(n) / (float(n) + n_min)))
+                faces.append(Face(box * scale, float(n) / (float(n) + n_min), stage="profile"))
         return faces
 
     def _tilted(self, grey: np.ndarray, scale: float) -> list[Face]:
@@ -175,7 +247,7 @@ class HaarDetector:
                 landmarks = np.full((5, 2), np.nan, np.float32)
                 landmarks[:2] = eyes * scale
                 box = np.array([cx - w / 2, cy - h / 2, w, h], np.float32) * scale
-                faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks))
+                faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks, stage=f"tilt{angle:+g}"))
         return faces
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
@@ -215,7 +287,7 @@ class HaarDetector:
             if eyes is not None:
                 landmarks = np.full((5, 2), np.nan, np.float32)
                 landmarks[:2] = eyes
-            faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks))
+            faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks, stage="frontal"))
         return faces
 
     def _eyes(self, image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
@@ -309,12 +381,15 @@ class YuNetDetector:
         self.detection_size = detection_size
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
-        small, scale = _downscale(image, self.detection_size)
+        _check_image(image)
+        x0, y0, x1, y1 = picture(image)
+        small, scale = _downscale(image[y0:y1, x0:x1], self.detection_size)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         rows = self.net(small)
         rows[:, :14] *= scale
-        return [Face(r[:4].copy(), float(r[14]), r[4:14].reshape(5, 2).copy()) for r in rows]
+        return _shift([Face(r[:4].copy(), float(r[14]), r[4:14].reshape(5, 2).copy(), stage="yunet") for r in rows],
+                      (x0, y0))
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
         return self.detect(image)
