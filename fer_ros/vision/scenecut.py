@@ -27,7 +27,8 @@ class SceneCut:
 
     def update(self, image: np.ndarray) -> bool:
         """Whether this frame (BGR or grey uint8) is a cut from the previous one (never the first)."""
-        small = cv2.resize(image, (2 * THUMB[0], 2 * THUMB[1]), interpolation=cv2.INTER_AREA)
+        step = max(1, min(image.shape[:2]) // 180)  # a big frame is sampled first: the thumbnail needs no more
+        small = cv2.resize(image[::step, ::step], (2 * THUMB[0], 2 * THUMB[1]), interpolation=cv2.INTER_AREA)
         grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         thumb = cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
         if small.ndim == 2:  # grey frames: the grey-level histogram stands in for the colours
