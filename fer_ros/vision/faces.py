@@ -132,8 +132,20 @@ def picture(image: np.ndarray, tolerance: int = 12) -> tuple[int, int, int, int]
     rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
     if not len(rows):
         return 0, 0, w, h
-    y0, y1 = max(0, (rows[0] - 1) * step), min(h, (rows[-1] + 2) * step)
-    x0, x1 = max(0, (cols[0] - 1) * step), min(w, (cols[-1] + 2) * step)
+    corner = image[0, 0].astype(np.int16)
+
+    def first(lines: np.ndarray, start: int) -> int:
+        """Index (from `start`) of the first full-resolution line, in a band a sample step wide, that differs."""
+        band = np.abs(lines.astype(np.int16) - corner).reshape(len(lines), -1) > tolerance
+        hit = np.flatnonzero(band.any(axis=1))
+        return start + int(hit[0]) if len(hit) else start
+
+    a, b = max(0, (rows[0] - 1) * step), min(h, (rows[-1] + 2) * step)
+    y0 = first(image[a:rows[0] * step + 1, ::step], a)
+    y1 = b - first(image[rows[-1] * step:b, ::step][::-1], 0)
+    a, b = max(0, (cols[0] - 1) * step), min(w, (cols[-1] + 2) * step)
+    x0 = first(image[::step, a:cols[0] * step + 1].swapaxes(0, 1), a)
+    x1 = b - first(image[::step, cols[-1] * step:b].swapaxes(0, 1)[::-1], 0)
     y0, x0 = (y0 if y0 >= 0.02 * h else 0), (x0 if x0 >= 0.02 * w else 0)
     y1, x1 = (y1 if h - y1 >= 0.02 * h else h), (x1 if w - x1 >= 0.02 * w else w)
     return int(x0), int(y0), int(x1), int(y1)
