@@ -23,7 +23,7 @@ from .framing import Framer
 from .inference import Backend, load_backend
 from .vision.carry import Carrier
 from .vision.encodings import check_frame
-from .vision.faces import Detector
+from .vision.faces import Detector, check_image
 from .vision.scenecut import SceneCut
 from .vision.tracking import Tracker
 
@@ -153,6 +153,7 @@ class Pipeline:
 
     def _process(self, image: np.ndarray, stamp: float, still: bool) -> FrameResult:
         check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
+        check_image(image)  # ... or not uint8 BGR or grey
         c = self.config
         t0 = time.perf_counter()
         cut = self.cuts.update(image)

@@ -82,8 +82,8 @@ def test_between_whole_frame_scans_haar_looks_near_tracks(backend):
     near = pipeline.process(moved, 0.4)
     assert not near.full_scan and [f.track_id for f in near.faces] == [1]
     assert near.faces[0].box[0] == pytest.approx(runs[-1].faces[0].box[0] + 30, abs=8)
-    gone = pipeline.process(np.zeros_like(image), 0.5)
-    assert not gone.full_scan and gone.faces == []
+    gone = pipeline.process(np.zeros_like(image), 0.5)  # a black frame is another scene: tracks end, whole scan
+    assert gone.scene_cut and gone.full_scan and gone.faces == []
 
 
 def test_small_faces_are_counted_not_classified(backend):

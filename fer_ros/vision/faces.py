@@ -109,7 +109,7 @@ def _merge(*stages: list[Face]) -> list[Face]:
 
 def _downscale(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """(image shrunk so its longer side is at most `size`, factor from small to source pixels)."""
-    _check_image(image)
+    check_image(image)
     h, w = image.shape[:2]
     if size <= 0 or max(h, w) <= size:
         return image, 1.0
@@ -122,10 +122,12 @@ def picture(image: np.ndarray, tolerance: int = 12) -> tuple[int, int, int, int]
     """(x0, y0, x1, y1): the picture inside uniform borders (the bars of a letterboxed or pillarboxed frame: a
     landscape video in a portrait frame, a 4:3 camera in a 16:9 one); the whole image when it has none.
 
-    A border is rows or columns within `tolerance` grey levels of the corner pixel's colour, looked for on a
+    A border is dark rows or columns within `tolerance` grey levels of the corner pixel's colour, looked for on a
     sample of at most about 160 pixels a side (kept a sample step wide of the picture). A border under 2 % of
     the side is kept (a frame's dark edge is not a bar)."""
     h, w = image.shape[:2]
+    if int(image[0, 0].max()) > 2 * tolerance:  # bars are black; a light studio wall is the picture
+        return 0, 0, w, h
     step = max(1, max(h, w) // 160)
     view = cv2.resize(image, (-(-w // step), -(-h // step)), interpolation=cv2.INTER_NEAREST).astype(np.int16)
     differs = np.abs(view - view[0, 0]).reshape(view.shape[0], view.shape[1], -1).max(axis=2) > tolerance
@@ -162,7 +164,7 @@ def _shift(faces: list[Face], origin: tuple[int, int]) -> list[Face]:
     return faces
 
 
-def _check_image(image: np.ndarray) -> None:
+def check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
             or (image.ndim == 3 and image.shape[2] != 3) or image.size == 0:
         what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -210,7 +212,7 @@ class HaarDetector:
         self.thorough = thorough
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
-        _check_image(image)
+        check_image(image)
         x0, y0, x1, y1 = picture(image)
         return _shift(self._detect(image[y0:y1, x0:x1], still), (x0, y0))
 
@@ -227,8 +229,8 @@ class HaarDetector:
             # the pyramid again, offset by half a step: a face between two of its scales may get too few neighbours
             half = cv2.resize(small, (round(small.shape[1] / self.scale_factor ** 0.5),
                                       round(small.shape[0] / self.scale_factor ** 0.5)), interpolation=cv2.INTER_AREA)
-            faces += self._scan(image, half, image.shape[1] / half.shape[1], np.zeros(2, np.float32), near=False)
-            faces = _merge(faces, self._tilted(grey, scale), self._profiles(grey, scale))
+            between = self._scan(image, half, image.shape[1] / half.shape[1], np.zeros(2, np.float32), near=False)
+            faces = _merge(faces, between, self._tilted(grey, scale), self._profiles(grey, scale))
         return faces
 
     def _profiles(self, grey: np.ndarray, scale: float) -> list[Face]:
@@ -266,7 +268,7 @@ class HaarDetector:
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
         """Faces found again near known boxes, each neighbourhood scanned alone at the face's own scale; at most
         one face per box (new faces are the whole-frame scans' to find)."""
-        _check_image(image)
+        check_image(image)
         faces = []
         for x, y, w, h in np.asarray(boxes, np.float32).reshape(-1, 4):
             side = max(w, h)
@@ -394,7 +396,7 @@ class YuNetDetector:
         self.detection_size = detection_size
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
-        _check_image(image)
+        check_image(image)
         x0, y0, x1, y1 = picture(image)
         small, scale = _downscale(image[y0:y1, x0:x1], self.detection_size)
         if small.ndim == 2:
