@@ -3,6 +3,9 @@
 PY ?= python3
 SHARED ?= ../shared
 SOURCE ?= $(SHARED)/samples/video/pyfeat_single_face.mp4
+# where `make demo` writes the annotated result: a folder for a folder, an image for an image, else an MP4
+IMAGE_SUFFIXES := $(foreach e,jpg jpeg png bmp tif tiff pgm ppm webp,.$(e) .$(shell echo $(e) | tr a-z A-Z))
+SAVE ?= $(if $(wildcard $(SOURCE)/.),demo,$(if $(filter $(IMAGE_SUFFIXES),$(suffix $(SOURCE))),demo$(suffix $(SOURCE)),demo.mp4))
 
 .PHONY: install dev test test-system-opencv demo
 
@@ -20,5 +23,5 @@ test: dev test-system-opencv
 test-system-opencv:  ## the runtime tests again on the distribution's OpenCV 4.6 and numpy 1.x (system Python; apt as root)
 	.ci/system-opencv-tests
 
-demo: install  ## the face pipeline on a clip (SOURCE=video, image, folder or camera index): one JSON line per frame and an annotated video
-	$(PY) -m fer_ros infer $(SOURCE) --save demo.mp4
+demo: install  ## the face pipeline on SOURCE (a video, an image, a folder or a camera index): one JSON line per frame; the annotated result in SAVE (demo.mp4, demo.jpg or demo/)
+	$(PY) -m fer_ros infer "$(SOURCE)" --save "$(SAVE)"

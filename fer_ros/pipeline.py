@@ -25,6 +25,7 @@ from .stamps import StampCheck
 from .vision.carry import Carrier
 from .vision.encodings import check_frame
 from .vision.faces import Detector
+from .vision.scenecut import SceneCut
 from .vision.tracking import Tracker
 
 
@@ -42,10 +43,12 @@ class FaceResult:
     landmarks: np.ndarray | None = None
     #: no detector found the face in this frame: the visual tracker carried it from the last one
     carried: bool = False
+    #: what found it (`fer_ros.vision.faces.STAGES`; for a carried face, what last did)
+    stage: str = ""
 
     def to_dict(self, classes: tuple[str, ...]) -> dict:
         return {"id": self.track_id, "box": [round(float(v), 1) for v in self.box], "score": round(self.score, 4),
-                "carried": self.carried,
+                "carried": self.carried, "stage": self.stage,
                 "label": self.label, "confidence": round(float(self.confidence), 4),
                 "probabilities": {c: round(float(p), 4) for c, p in zip(classes, self.probs, strict=True)},
                 "raw_probabilities": {c: round(float(p), 4) for c, p in zip(classes, self.raw_probs, strict=True)}}
@@ -65,10 +68,12 @@ class FrameResult:
     n_small: int = 0
     #: whether the whole frame was searched for faces (else only near tracked faces)
     full_scan: bool = True
+    #: this frame shows another scene than the one before (`fer_ros.vision.scenecut`): every track ended there
+    scene_cut: bool = False
 
     def to_dict(self) -> dict:
         return {"stamp": self.stamp, "faces": [f.to_dict(self.classes) for f in self.faces],
-                "n_small": self.n_small, "full_scan": self.full_scan,
+                "n_small": self.n_small, "full_scan": self.full_scan, "scene_cut": self.scene_cut,
                 "latency_ms": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
@@ -84,6 +89,7 @@ class Pipeline:
         self.framer = Framer(self.config, self.backend.input_size)
         self.tracker = Tracker()
         self.carrier = Carrier()
+        self.cuts = SceneCut()
         self._configure_tracker()
         self._last_scan: float | None = None  # stamp of the last whole-frame search
         self.stamps = StampCheck()
@@ -96,6 +102,12 @@ class Pipeline:
     def detector_note(self) -> str:
         """Which detector runs and why (for `detector: auto`, what would give YuNet): one line for a log."""
         return f"face detector {self.detector.note}"
+
+    @property
+    def detector_info(self) -> dict:
+        """The detector that runs, for reports and diagnostics: name, model file (YuNet's, else None) and why."""
+        model = getattr(self.detector, "path", None)
+        return {"name": self.detector.name, "model": str(model) if model else None, "why": self.detector.note}
 
     @property
     def detector(self) -> Detector:
@@ -126,6 +138,7 @@ class Pipeline:
         """Forget all tracks (a new stream, a jump in time); ids start from 1 again."""
         self.tracker.reset()
         self.carrier.reset()
+        self.cuts.reset()
         self._last_scan = None
         self.stamps.reset()
 
@@ -150,6 +163,11 @@ class Pipeline:
         image = check_frame(image)  # ImageError for a non-image or one beyond encodings.MAX_SIDE / MAX_PIXELS
         c = self.config
         t0 = time.perf_counter()
+        cut = self.cuts.update(image)
+        if cut:  # another scene: its faces are other faces, with new ids, fresh smoothing, nothing carried over
+            self.tracker.end_all()
+            self.carrier.reset()
+            self._last_scan = None
         last = self._last_scan
         # while faces are tracked, the whole frame is searched every detection_period_s, and also after any
         # frame in which a face was new (to confirm it) or not found again near where it was (to find it
@@ -164,10 +182,11 @@ class Pipeline:
             faces = self.detector.detect_near(image, [t.box for t in self.tracker.tracks])
         big, n_small = self.framer.split_small(faces)
         t1 = time.perf_counter()
-        tracks = self.tracker.update([f.box for f in big], stamp, min_hits=1 if still else None)
         self.carrier.next_frame(image)
-        for face, track in zip(big, tracks, strict=True):
-            track.face, track.appearance = face, self.carrier.patch(face.box)
+        looks = [self.carrier.patch(face.box) for face in big]
+        tracks = self.tracker.update([f.box for f in big], stamp, min_hits=1 if still else None, looks=looks)
+        for face, track, look in zip(big, tracks, looks, strict=True):
+            track.face, track.appearance = face, look
         if c.track_carry_s > 0:
             for track in self._to_carry(stamp):
                 moved = self.carrier.move(track.box, track.appearance)
@@ -189,11 +208,11 @@ class Pipeline:
             best = int(np.argmax(probs))
             label = self.classes[best] if probs[best] >= c.confidence_threshold else UNKNOWN
             results.append(FaceResult(track.id, face.box, face.score, label, float(probs[best]), probs.copy(), p,
-                                      face.landmarks, face.carried))
+                                      face.landmarks, face.carried, face.stage))
         t5 = time.perf_counter()
         ms = {"detect": t1 - t0, "align": t3 - t2, "classify": t4 - t3, "track": t2 - t1 + t5 - t4, "total": t5 - t0}
         return FrameResult(stamp, results, self.classes, {k: v * 1e3 for k, v in ms.items()},
-                           n_small, full)
+                           n_small, full, cut)
 
     def _to_carry(self, stamp: float) -> list:
         """Confirmed tracks not detected in this frame that the visual tracker may carry: detected within

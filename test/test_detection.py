@@ -206,7 +206,7 @@ def test_evaluate_takes_the_pipeline_detector_options_and_counts_faceless_images
     report = __import__("json").loads(out.strip().splitlines()[-1])
     assert code == 1, "an image without a face is a skipped item"
     assert report["framing"] == {"face found by yunet": 3} and report["images_without_face"] == 1
-    assert "1 of 4 images had no face (yunet: detector_model " in out
+    assert "1 of 4 images had no face (yunet: detector_model " in out and "yunet found a face in 3 images" in out
 
 
 def test_timeline_leaves_frames_without_the_face_as_gaps():
@@ -230,3 +230,18 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, no_model):
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("face detector haar: no YuNet model file")
     assert len(lines) == 2 and lines[1].split()[:2] == ["1", "happy"], out.stdout
+
+
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
+def test_the_same_faces_at_every_frame_size(detector):
+    """Issue 20: the group photos and frames of the real clip as 640x360, 720p, 1080p, 4K and a 720x1280 portrait
+    frame (the picture letterboxed, as phones record it): every face found at 640x360 is found in each."""
+    from fer_ros.bench.detect import same_faces, scenes
+    from fer_ros.bench.footage import FRAME_SIZES
+
+    need(YUNET)
+    pictures = scenes()[:6]
+    det = make_detector(detector, YUNET if detector == "yunet" else None)
+    for size in FRAME_SIZES:
+        row = same_faces(det.detect, pictures, size)
+        assert row["at_640x360"] >= 15 and row["found_again"] >= row["at_640x360"], (size, row)

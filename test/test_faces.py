@@ -145,3 +145,45 @@ def test_crops_at_the_image_edge_and_batch():
     assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
     assert (crops == 90).all(), "parts outside the image repeat its edge"
     assert crop_faces(image, []).shape == (0, 48, 48)
+
+
+@pytest.fixture(scope="module")
+def still_sets():
+    """The photo sets of `fer-ros bench detect` (taiwan every 40th photo, to keep the test short), with true faces."""
+    from fer_ros.bench.detect import photo_sets, true_faces
+
+    need(YUNET)
+    need(FACES)
+    sets = photo_sets(taiwan_step=40)
+    return {name: (images, [true_faces(i) for i in images]) for name, images in sets.items()}
+
+
+def test_still_scan_finds_at_least_what_the_scan_before_issue_12_found(still_sets):
+    """Issue 20: on every set, Haar's still-photo scan finds every face the pre-issue-12 scan found, or more."""
+    from fer_ros.bench.detect import pre_issue_12, tally
+
+    haar = make_detector("haar")
+    for name, (images, truths) in still_sets.items():
+        before = tally(pre_issue_12, images, truths)
+        now = tally(lambda img: haar.detect(img, still=True), images, truths)
+        assert now["found"] >= before["found"], (name, before, now)
+        assert now["unmatched"] <= before["unmatched"] + max(3, now["faces"] // 5), (name, before, now)
+
+
+def test_each_face_says_which_stage_found_it(still_sets):
+    """Frontal finds come first; a tilted or profile find is only added where no frontal one is."""
+    from fer_ros.vision.faces import STAGES, overlap
+
+    haar = make_detector("haar")
+    seen = set()
+    for images, _ in still_sets.values():
+        for img in images[:12]:
+            faces = haar.detect(img, still=True)
+            seen |= {f.stage for f in faces}
+            frontal = np.array([f.box for f in faces if f.stage == "frontal"]).reshape(-1, 4)
+            for f in faces:
+                assert f.stage in STAGES
+                if f.stage != "frontal" and len(frontal):
+                    assert overlap(frontal, f.box).max() < 0.5, "a later stage's box over a frontal one"
+    assert {"frontal", "tilt+25", "tilt-25", "profile"} <= seen, seen
+    assert {f.stage for f in make_detector("yunet", need(YUNET)).detect(photo("multi_face.jpg"))} == {"yunet"}

@@ -82,8 +82,8 @@ def test_between_whole_frame_scans_haar_looks_near_tracks(backend):
     near = pipeline.process(moved, 0.4)
     assert not near.full_scan and [f.track_id for f in near.faces] == [1]
     assert near.faces[0].box[0] == pytest.approx(runs[-1].faces[0].box[0] + 30, abs=8)
-    gone = pipeline.process(np.zeros_like(image), 0.5)
-    assert not gone.full_scan and gone.faces == []
+    gone = pipeline.process(np.zeros_like(image), 0.5)  # a black frame is another scene: tracks end, whole scan
+    assert gone.scene_cut and gone.full_scan and gone.faces == []
 
 
 def test_small_faces_are_counted_not_classified(backend):
@@ -206,3 +206,46 @@ def test_bad_overrides_and_missing_file(tmp_path):
         load_config(colour=1)
     with pytest.raises(ConfigError, match="absent.yaml: cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("name", ["multi_face.jpg", "group/12_angry_men.jpg", "group/solvay_conference.jpg",
+                                  "group/test_image.jpg", "portraits/girl1.jpg"])
+def test_annotation_panels_cover_no_face_label_or_other_panel(backend, name):
+    """Issue 20, on the group photos and a close-up made from a portrait: every panel is inside the image and
+    overlaps no face, no label and no other panel; most faces get one; the summary counts in words."""
+    from fer_ros.vision.annotate import _overlaps, _summary_text, annotate, layout
+
+    image = cv2.imread(str(need(FACES / name)))
+    pipeline = Pipeline(load_config(detector="haar"), backend)
+    results = [pipeline.process_image(image)]
+    if name.startswith("portraits"):  # a close-up: the face fills most of the frame
+        x, y, w, h = (int(v) for v in results[0].faces[0].box)
+        image = np.ascontiguousarray(image[max(0, y - h // 8):y + h + h // 8, max(0, x - w // 8):x + w + w // 8])
+        results.append(pipeline.process_image(image))
+    for result in results[-1:]:
+        where = layout(result, image.shape)
+        boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in result.faces)]
+        panels = [p for p in where.panels if p is not None]
+        for i, p in enumerate(panels):
+            assert 0 <= p[0] < p[2] <= image.shape[1] and 0 <= p[1] < p[3] <= image.shape[0]
+            assert not any(_overlaps(p, other) for other in boxes + where.labels + panels[:i] + [where.summary])
+        if len(result.faces) > 2:
+            assert len(panels) >= 0.5 * len(result.faces), (len(panels), len(result.faces))
+        assert annotate(image, result).shape == image.shape
+    n = len(results[0].faces)
+    assert _summary_text(results[0]).startswith(f"{n} face{'s' if n != 1 else ''}")
+
+
+def test_bench_tables_fit_100_columns_and_misses_say_by_how_much(capsys):
+    from fer_ros.bench import print_table
+    from fer_ros.bench.frame import _miss
+
+    row = {"faces": 4, "median_ms": 18.3}
+    assert _miss(row, 5) == "1 of 5 faces not found"
+    assert _miss({"faces": 1, "median_ms": 18.8}, 1) == "median 18.8 ms is 3.8 ms over the 15 ms goal"
+    wide = {"section": "frame", "case": "haar, 5 faces, whole frame every 0.2 s", "note": "n " * 80,
+            **{f"stage_{i}_ms": 12.345 for i in range(14)}, "miss": _miss(row, 5)}
+    print_table([wide, {**wide, "case": "yunet"}])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 100 and "[frame] (1/" in lines[1]
+    assert sum("stage_13_ms" in line for line in lines) == 1 and any("1 of 5 faces not found" in line for line in lines)

@@ -214,3 +214,18 @@ def test_topic_names_resolve_like_ros():
     assert [resolve_topic(n, ns) for n, ns in (("faces", "/"), ("faces", "robot"), ("/abs", "/x"),
                                                ("~/dbg", "/r/"))] == ["/faces", "/robot/faces", "/abs",
                                                                       "/r/fer_node/dbg"]
+
+
+def test_report_names_the_detector_that_ran(tmp_path, model, monkeypatch, capsys):
+    """Issue 20: not the configured `auto`, but what ran and why: Haar without a YuNet file, YuNet with one."""
+    from conftest import YUNET
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FER_ROS_YUNET_MODEL", raising=False)
+    write_image_bag(tmp_path / "in", blank_frames(2), storage="sqlite3", start_time=START)
+    haar = replay(tmp_path / "in", load_config(model=model)).report["detector"]
+    assert haar["name"] == "haar" and haar["model"] is None and "fer-ros models fetch" in haar["why"]
+    assert "fer-ros replay: face detector haar: no YuNet model file" in capsys.readouterr().err
+    yunet = replay(tmp_path / "in", load_config(model=model, detector_model=str(need(YUNET))),
+                   progress=False).report["detector"]
+    assert yunet == {"name": "yunet", "model": str(YUNET), "why": f"yunet: detector_model {YUNET}"}

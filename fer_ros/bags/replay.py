@@ -252,6 +252,8 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
         info = reader.image_topic(topic)
         if pipeline is None:
             pipeline = Pipeline(config or PipelineConfig())
+        if progress:
+            print(f"fer-ros replay: {pipeline.detector_note}", file=sys.stderr)
         pipeline.reset()
         if truth:
             truth.check(pipeline.classes)
@@ -319,6 +321,7 @@ def replay(bag_path: str | Path, config: PipelineConfig | None = None, node: Nod
             "bag": str(bag_path), "topic": info.name, "type": info.msgtype, "storage": reader.storage,
             "layout": reader.layout, "notes": reader.notes, "stopped": stopped,
             "config": dataclasses.asdict(pipeline.config), "model": str(pipeline.backend.path),
+            "detector": pipeline.detector_info,
             "classes": list(pipeline.classes), **tally.report(wall, reader.duration_ns / 1e9), "outputs": {},
         }
         if writer:
@@ -356,6 +359,7 @@ def write_report(result: ReplayResult, folder: str | Path) -> dict:
 def print_report(report: dict) -> None:
     fr, tp = report["frames"], report["throughput"]
     print(f"\n{report['bag']}  {report['topic']} [{report['type']}]  {report['storage']}, {report['layout']} layout")
+    print(f"face detector {report['detector']['why']}")
     for note in report["notes"]:
         print(f"note: {note}")
     if report["stopped"]:

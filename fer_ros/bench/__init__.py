@@ -8,6 +8,7 @@ import importlib
 import json
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..cli import atomic_output, check_output, missing_dependency, number
 from ..errors import FerRosError
 
-SECTIONS = ("train", "classifier", "frame", "detect", "replay", "fleet")
+SECTIONS = ("train", "classifier", "frame", "detect", "stills", "replay", "fleet")
 
 
 def add_arguments(p):
@@ -61,14 +62,34 @@ def print_table(rows: list[dict]) -> None:
                     section)
 
 
+#: the widest line a table may print; wider tables are split into parts that repeat the first column
+WIDTH = 100
+
+
+#: free-text fields, printed under the table (wrapped), not in a column
+TEXT = ("note", "miss")
+
+
 def _print_rows(rows: list[dict], title: str) -> None:
-    print(f"\n[{title}]")
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in TEXT))
     cells = [[_fmt(r.get(k, "")) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    parts, part = [], [0]
+    for i in range(1, len(keys)):
+        if sum(widths[j] + 2 for j in part) + widths[i] > WIDTH and len(part) > 1:
+            parts.append(part)
+            part = [0]
+        part.append(i)
+    parts.append(part)
+    for n, part in enumerate(parts, 1):
+        print(f"\n[{title}]" + (f" ({n}/{len(parts)})" if len(parts) > 1 else ""))
+        print("  ".join(keys[i].ljust(widths[i]) for i in part).rstrip())
+        for c in cells:
+            print("  ".join(c[i].ljust(widths[i]) for i in part).rstrip())
+    for r in rows:
+        for k in TEXT:
+            if r.get(k):
+                print(textwrap.fill(f"{r.get('case', '')}: {k}: {r[k]}", WIDTH, subsequent_indent="    "))
 
 
 def _fmt(v) -> str:

@@ -47,6 +47,26 @@ def make_variant(frame: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"unknown footage variant {name!r}: choose one of {', '.join(VARIANTS)}")
 
 
+#: the same scene as other cameras would deliver it (name: (width, height) of the frame; "portrait": the
+#: picture scaled to the width of a 720x1280 portrait frame, black above and below, as phones record it)
+FRAME_SIZES = {"640x360": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080), "4K": (3840, 2160),
+               "portrait 720x1280": (720, 1280)}
+
+
+def at_frame_size(picture: np.ndarray, name: str) -> tuple[np.ndarray, float, float]:
+    """(a 640x360 `picture` as the frame `name` of FRAME_SIZES, the factor and the y offset that map the
+    frame's pixels back to the picture's: x' = x * factor, y' = (y - offset) * factor)."""
+    w, h = FRAME_SIZES[name]
+    f = w / picture.shape[1]
+    scaled = cv2.resize(picture, (w, round(picture.shape[0] * f)), interpolation=cv2.INTER_LINEAR)
+    if scaled.shape[0] >= h:
+        return scaled, 1 / f, 0.0
+    top = (h - scaled.shape[0]) // 2
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[top:top + scaled.shape[0]] = scaled
+    return frame, 1 / f, float(top)
+
+
 def frames(path: str | Path, variant: str = "original", limit: int = 0) -> Iterator[tuple[float, np.ndarray]]:
     """(stamp in s, frame) of a video file, changed as `variant` says."""
     cap = cv2.VideoCapture(str(path))

@@ -13,6 +13,7 @@ from ..config import FACE_FIELDS, load_config, overrides_from
 from ..config import add_arguments as config_arguments
 from ..errors import DataError
 from ..metrics import classification_report, format_report
+from ..wording import plural
 from .data import CROP_MODES, EXPECTED_SKIPS, Dataset, load_dataset
 
 
@@ -122,6 +123,13 @@ def evaluate(model: str | list[str] | None, data: str, split: str | None = None,
     return report
 
 
+def _framed(how: str, n: int) -> str:
+    """"haar found a face in 68 images", "3 as crops"."""
+    if how.startswith("face found by "):
+        return f"{how.removeprefix('face found by ')} found a face in {plural(n, 'image')}"
+    return f"{n} {how}"
+
+
 def run(args) -> int:
     check_output(args.confusion, "--confusion", "plot", inputs=[args.data, args.pixels, *(args.model or [])])
     _check_framing_options(args)
@@ -131,7 +139,7 @@ def run(args) -> int:
                       args.limit, args.skip_bad, faces=faces, crops=args.crops)
     print(format_report(report))
     if "framing" in report:
-        print(f"framing: {', '.join(f'{n} {how}' for how, n in report['framing'].items())}; "
+        print(f"framing: {', '.join(_framed(how, n) for how, n in report['framing'].items())}; "
               f"{report['images_without_face']} of {report['images']} images had no face"
               + (f" ({report['detector']})" if report["detector"] else ""))
     if report["skipped"]:

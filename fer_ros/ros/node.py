@@ -347,7 +347,9 @@ class FerNode(Node):
                 values.update(faces_tracked=len(self._faces),
                               input=f"/humans/faces/<id>/{self.settings.recognizer_image}")
         else:
-            values.update(detector=c.detector)
+            detector = self.pipeline.detector_info
+            values.update(detector=detector["name"], detector_model=detector["model"] or "",
+                          detector_why=detector["why"])
         values["counters"] = "; ".join(f"{k}: {v}" for k, v in COUNTERS.items())
         header = self.types["std_msgs/msg/Header"](stamp=now.to_msg(), frame_id="")
         self.diagnostics_pub.publish(messages.diagnostics(

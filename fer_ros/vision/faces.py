@@ -17,6 +17,9 @@ import numpy as np
 from ..errors import ImageError, ModelFileError
 
 DETECTORS = ("auto", "yunet", "haar")
+#: what can find a face (`Face.stage`): YuNet; Haar's frontal cascade, its profile cascade (image and mirror), the
+#: frontal cascade on copies tilted each way (thorough scans)
+STAGES = ("yunet", "frontal", "profile", "tilt+25", "tilt-25")
 #: landmark order (YuNet's): the eye on the image's left first
 LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 #: FER2013 median landmark positions (x, y as fractions of the crop), YuNet order
@@ -33,6 +36,8 @@ class Face:
     landmarks: np.ndarray | None = None
     #: True when no detector found the face in this frame: the visual tracker carried it (`fer_ros.vision.carry`)
     carried: bool = False
+    #: what found it: "yunet", or Haar's "frontal", "profile", "tilt+25" / "tilt-25" (STAGES)
+    stage: str = ""
 
     @property
     def eyes(self) -> np.ndarray | None:
@@ -65,18 +70,46 @@ class Detector(Protocol):
         """Faces found again near the given (x, y, w, h) boxes."""
 
 
-def _suppress(faces: list[Face], overlap: float = 0.5) -> list[Face]:
-    """Best-scoring faces first, dropping any that overlaps a kept one by more than `overlap` IoU."""
+def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over the smaller box's area of (N, 4) and (M, 4) x, y, w, h boxes: (N, M); 1 when one
+    box holds the other, which IoU is not for a face inside a wider box."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    inter = np.clip(np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+                    - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None) * \
+        np.clip(np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+                - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    smaller = np.minimum(a[:, None, 2] * a[:, None, 3], b[None, :, 2] * b[None, :, 3])
+    return np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1.0), 0.0)
+
+
+def _suppress(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
+    """Best-scoring faces first, dropping any that overlaps a kept one by more than `max_iou` IoU."""
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if not kept or iou(np.array([k.box for k in kept]), face.box).max() <= overlap:
+        if not kept or iou(np.array([k.box for k in kept]), face.box).max() <= max_iou:
             kept.append(face)
+    return kept
+
+
+def _merge(*stages: list[Face]) -> list[Face]:
+    """The faces of several scans, earlier scans first: a later scan's face is added only where no kept face is
+    (IoU <= 0.3 and under half of the smaller box shared). Scores of different cascades do not compare, and the
+    frontal cascade frames a face as the classifier's crops were measured; a profile or tilted find placed around
+    the same face would replace a well-placed box by a wider, shifted one."""
+    kept: list[Face] = []
+    for faces in stages:
+        new = []
+        for face in _suppress(faces, 0.3):
+            if not kept or (iou(np.array([k.box for k in kept]), face.box).max() <= 0.3
+                            and overlap(np.array([k.box for k in kept]), face.box).max() < 0.5):
+                new.append(face)
+        kept += new
     return kept
 
 
 def _downscale(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """(image shrunk so its longer side is at most `size`, factor from small to source pixels)."""
-    _check_image(image)
+    check_image(image)
     h, w = image.shape[:2]
     if size <= 0 or max(h, w) <= size:
         return image, 1.0
@@ -85,7 +118,53 @@ def _downscale(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return small, w / small.shape[1]
 
 
-def _check_image(image: np.ndarray) -> None:
+def picture(image: np.ndarray, tolerance: int = 12) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the picture inside uniform borders (the bars of a letterboxed or pillarboxed frame: a
+    landscape video in a portrait frame, a 4:3 camera in a 16:9 one); the whole image when it has none.
+
+    A border is dark rows or columns within `tolerance` grey levels of the corner pixel's colour, looked for on a
+    sample of at most about 160 pixels a side (kept a sample step wide of the picture). A border under 2 % of
+    the side is kept (a frame's dark edge is not a bar)."""
+    h, w = image.shape[:2]
+    if int(image[0, 0].max()) > 2 * tolerance:  # bars are black; a light studio wall is the picture
+        return 0, 0, w, h
+    step = max(1, max(h, w) // 160)
+    view = cv2.resize(image, (-(-w // step), -(-h // step)), interpolation=cv2.INTER_NEAREST).astype(np.int16)
+    differs = np.abs(view - view[0, 0]).reshape(view.shape[0], view.shape[1], -1).max(axis=2) > tolerance
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return 0, 0, w, h
+    corner = image[0, 0].astype(np.int16)
+
+    def first(lines: np.ndarray, start: int) -> int:
+        """Index (from `start`) of the first full-resolution line, in a band a sample step wide, that differs."""
+        band = np.abs(lines.astype(np.int16) - corner).reshape(len(lines), -1) > tolerance
+        hit = np.flatnonzero(band.any(axis=1))
+        return start + int(hit[0]) if len(hit) else start
+
+    a, b = max(0, (rows[0] - 1) * step), min(h, (rows[-1] + 2) * step)
+    y0 = first(image[a:rows[0] * step + 1, ::step], a)
+    y1 = b - first(image[rows[-1] * step:b, ::step][::-1], 0)
+    a, b = max(0, (cols[0] - 1) * step), min(w, (cols[-1] + 2) * step)
+    x0 = first(image[::step, a:cols[0] * step + 1].swapaxes(0, 1), a)
+    x1 = b - first(image[::step, cols[-1] * step:b].swapaxes(0, 1)[::-1], 0)
+    y0, x0 = (y0 if y0 >= 0.02 * h else 0), (x0 if x0 >= 0.02 * w else 0)
+    y1, x1 = (y1 if h - y1 >= 0.02 * h else h), (x1 if w - x1 >= 0.02 * w else w)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _shift(faces: list[Face], origin: tuple[int, int]) -> list[Face]:
+    """Faces found in a part of an image that starts at `origin`, in the image's pixels."""
+    if origin == (0, 0):
+        return faces
+    for face in faces:
+        face.box[:2] += origin
+        if face.landmarks is not None:
+            face.landmarks += np.asarray(origin, np.float32)
+    return faces
+
+
+def check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
             or (image.ndim == 3 and image.shape[2] != 3) or image.size == 0:
         what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -133,6 +212,11 @@ class HaarDetector:
         self.thorough = thorough
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
+        check_image(image)
+        x0, y0, x1, y1 = picture(image)
+        return _shift(self._detect(image[y0:y1, x0:x1], still), (x0, y0))
+
+    def _detect(self, image: np.ndarray, still: bool) -> list[Face]:
         small, scale = _downscale(image, self.detection_size)
         if 0 < max(small.shape[:2]) < self.detection_size:  # enlarge a small image: faces under 24 px are lost
             f = self.detection_size / max(small.shape[:2])
@@ -140,10 +224,13 @@ class HaarDetector:
                                interpolation=cv2.INTER_LINEAR)
             scale = image.shape[1] / small.shape[1]
         faces = self._scan(image, small, scale, np.zeros(2, np.float32), near=False)
-        if self.thorough or still:
+        if self.thorough or still:  # frontal finds first, then tilted, then profile: see _merge
             grey = _grey(small)
-            faces += self._profiles(grey, scale) + self._tilted(grey, scale)
-            faces = _suppress(faces, 0.3)
+            # the pyramid again, offset by half a step: a face between two of its scales may get too few neighbours
+            half = cv2.resize(small, (round(small.shape[1] / self.scale_factor ** 0.5),
+                                      round(small.shape[0] / self.scale_factor ** 0.5)), interpolation=cv2.INTER_AREA)
+            between = self._scan(image, half, image.shape[1] / half.shape[1], np.zeros(2, np.float32), near=False)
+            faces = _merge(faces, between, self._tilted(grey, scale), self._profiles(grey, scale))
         return faces
 
     def _profiles(self, grey: np.ndarray, scale: float) -> list[Face]:
@@ -156,7 +243,7 @@ class HaarDetector:
                 box = np.asarray(rect, np.float32)
                 if mirrored:
                     box[0] = grey.shape[1] - box[0] - box[2]
-                faces.append(Face(box * scale, float(n) / (float(n) + n_min)))
+                faces.append(Face(box * scale, float(n) / (float(n) + n_min), stage="profile"))
         return faces
 
     def _tilted(self, grey: np.ndarray, scale: float) -> list[Face]:
@@ -175,13 +262,13 @@ class HaarDetector:
                 landmarks = np.full((5, 2), np.nan, np.float32)
                 landmarks[:2] = eyes * scale
                 box = np.array([cx - w / 2, cy - h / 2, w, h], np.float32) * scale
-                faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks))
+                faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks, stage=f"tilt{angle:+g}"))
         return faces
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
         """Faces found again near known boxes, each neighbourhood scanned alone at the face's own scale; at most
         one face per box (new faces are the whole-frame scans' to find)."""
-        _check_image(image)
+        check_image(image)
         faces = []
         for x, y, w, h in np.asarray(boxes, np.float32).reshape(-1, 4):
             side = max(w, h)
@@ -215,7 +302,7 @@ class HaarDetector:
             if eyes is not None:
                 landmarks = np.full((5, 2), np.nan, np.float32)
                 landmarks[:2] = eyes
-            faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks))
+            faces.append(Face(box, float(n) / (float(n) + self.min_neighbors), landmarks, stage="frontal"))
         return faces
 
     def _eyes(self, image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
@@ -309,12 +396,15 @@ class YuNetDetector:
         self.detection_size = detection_size
 
     def detect(self, image: np.ndarray, still: bool = False) -> list[Face]:
-        small, scale = _downscale(image, self.detection_size)
+        check_image(image)
+        x0, y0, x1, y1 = picture(image)
+        small, scale = _downscale(image[y0:y1, x0:x1], self.detection_size)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         rows = self.net(small)
         rows[:, :14] *= scale
-        return [Face(r[:4].copy(), float(r[14]), r[4:14].reshape(5, 2).copy()) for r in rows]
+        return _shift([Face(r[:4].copy(), float(r[14]), r[4:14].reshape(5, 2).copy(), stage="yunet") for r in rows],
+                      (x0, y0))
 
     def detect_near(self, image: np.ndarray, boxes) -> list[Face]:
         return self.detect(image)

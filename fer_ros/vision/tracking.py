@@ -1,7 +1,12 @@
 """Face tracks with stable ids across frames, and per-track smoothing of class probabilities.
 
 Association is greedy: detection/track pairs by falling box overlap (IoU), then, for what is
-left, by rising centre distance (in face sizes, for fast motion). A new track is tentative
+left, by rising centre distance (in face sizes, for fast motion). A pair is allowed only while the
+face still looks like the track: when both have a look (a small grey patch, `carry.PATCH`), its
+normalised correlation with one of the track's last `LOOKS` detections must reach `min_likeness`
+(the same face in consecutive frames of the real clips: >= 0.82; two people: median 0.3). A face
+that does not is a new track, so an id never moves to another person. `end_all` ends every track
+at a scene cut (ids go on rising). A new track is tentative
 until it has been seen `min_hits` frames in a row (a tentative track that misses a frame is
 dropped); then it gets the next public id. A confirmed track survives `max_missed` frames
 without a detection; frames in which the visual tracker carried it (`carry`) do not count.
@@ -14,6 +19,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .faces import Face, iou
+
+#: how many of a track's last detections its looks are compared with
+LOOKS = 3
 
 
 def ema_alpha(dt: float, tau: float) -> float:
@@ -40,6 +48,8 @@ class Track:
     appearance: np.ndarray | None = field(default=None, repr=False)
     #: the visual tracker failed since the last detection: report nothing until it is detected again
     lost: bool = False
+    #: the grey patches of its last LOOKS detections (the appearance check)
+    looks: list = field(default_factory=list, repr=False)
 
     @property
     def confirmed(self) -> bool:
@@ -62,11 +72,12 @@ class Tracker:
     """Assigns each frame's detections to tracks (see the module docstring)."""
 
     def __init__(self, iou_threshold: float = 0.3, max_distance: float = 0.5, max_missed: int = 5,
-                 min_hits: int = 2):
+                 min_hits: int = 2, min_likeness: float = 0.4):
         self.iou_threshold = iou_threshold
         self.max_distance = max_distance
         self.max_missed = max_missed
         self.min_hits = min_hits
+        self.min_likeness = min_likeness
         self.reset()
 
     def reset(self) -> None:
@@ -74,11 +85,18 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 1
 
-    def update(self, boxes: np.ndarray, stamp: float | None = None, min_hits: int | None = None) -> list[Track]:
+    def end_all(self) -> None:
+        """End every track (a scene cut): the faces after it get new ids, counting on."""
+        self.tracks = []
+
+    def update(self, boxes: np.ndarray, stamp: float | None = None, min_hits: int | None = None,
+               looks: list | None = None) -> list[Track]:
         """Advance one frame with its (N, 4) x, y, w, h detections; the track of each detection, in order.
-        `min_hits` replaces the tracker's for this frame (1: a still image's faces are confirmed at once)."""
+        `min_hits` replaces the tracker's for this frame (1: a still image's faces are confirmed at once);
+        `looks` (one grey patch or None per detection) enables the appearance check."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        pairs = self._associate(boxes)
+        looks = list(looks) if looks is not None else [None] * len(boxes)
+        pairs = self._associate(boxes, looks)
         matched = [None] * len(boxes)
         for t, d in pairs:
             track = self.tracks[t]
@@ -97,8 +115,10 @@ class Tracker:
             if matched[d] is None:
                 matched[d] = Track(box.copy())
                 kept.append(matched[d])
-        for track in matched:
+        for track, look in zip(matched, looks, strict=True):
             track.seen, track.lost = stamp, False
+            if look is not None:
+                track.looks = [*track.looks[-(LOOKS - 1):], look]
             if not track.confirmed and track.hits >= (min_hits or self.min_hits):
                 track.id, self.next_id = self.next_id, self.next_id + 1
         self.tracks = kept
@@ -115,22 +135,31 @@ class Tracker:
         track.face = replace(face, box=track.box.copy(), landmarks=marks, carried=True)
         return track.face
 
-    def _associate(self, boxes: np.ndarray) -> list[tuple[int, int]]:
-        """(track index, detection index) pairs: greedy by IoU, then by centre distance."""
+    def _associate(self, boxes: np.ndarray, looks: list) -> list[tuple[int, int]]:
+        """(track index, detection index) pairs: greedy by IoU, then by centre distance; only pairs that look alike."""
         if not self.tracks or not len(boxes):
             return []
         old = np.array([t.box for t in self.tracks], np.float32)
+        unlike = np.array([[bool(t.looks) and look is not None and max(likeness(a, look) for a in t.looks)
+                            < self.min_likeness for look in looks] for t in self.tracks])
         pairs: list[tuple[int, int]] = []
-        _greedy(-iou(old, boxes), -max(self.iou_threshold, 1e-9), pairs)
+        _greedy(np.where(unlike, np.inf, -iou(old, boxes)), -max(self.iou_threshold, 1e-9), pairs)
         if self.max_distance <= 0.0 or len(pairs) == min(len(old), len(boxes)):
             return pairs
         oc, bc = old[:, :2] + old[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2
         osz, bsz = np.sqrt(old[:, 2] * old[:, 3]), np.sqrt(boxes[:, 2] * boxes[:, 3])
         ratio = osz[:, None] / np.maximum(bsz[None, :], 1e-6)
         dist = np.linalg.norm(oc[:, None] - bc[None, :], axis=2) / np.maximum(osz[:, None], bsz[None, :])
-        dist[(ratio < 0.5) | (ratio > 2.0)] = np.inf
+        dist[(ratio < 0.5) | (ratio > 2.0) | unlike] = np.inf
         _greedy(dist, self.max_distance, pairs)
         return pairs
+
+
+def likeness(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two same-sized grey patches (0 when either is flat)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
 
 
 def _greedy(cost: np.ndarray, max_cost: float, pairs: list[tuple[int, int]]) -> None:
