@@ -3,7 +3,8 @@ expression of its own) feeding fer_node in recognizer mode, which classifies eac
 
 Needs a sourced ROS 2 workspace in which fer_ros is built (`colcon test --packages-select fer_ros`, or
 `launch_test test/test_rep155_launch.py`), and a photo with a face (../shared/samples/faces): without ROS
-it skips; without the photo its test skips and says why (the nodes still start and must exit cleanly).
+it skips; without the photo its test waits until both nodes run, then skips and says why (the nodes must
+still exit cleanly when launch_testing stops them).
 """
 
 import time
@@ -91,8 +92,15 @@ class TestDetectorToRecognizer(unittest.TestCase):
             self.node.destroy_publisher(pub)
         return [m for m in got if until(m)]
 
+    def _wait_for_nodes(self, names: set[str], timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not names <= set(self.node.get_node_names()):
+            rclpy.spin_once(self.node, timeout_sec=0.2)
+
     def test_recognizer_classifies_the_detectors_faces(self):
         if not PHOTOS:
+            # stop the nodes only once they run: a SIGINT while Python itself starts up is not theirs to handle
+            self._wait_for_nodes({"fer_node", "fer_recognizer"})
             self.skipTest(NO_FACE)  # a module-level skip would be an error under launch_test (colcon test)
 
         def same_header(m):
