@@ -74,10 +74,18 @@ class Carrier:
         seen = _patch(self.current, moved)
         if seen is None:
             return None
-        similarity = float(cv2.matchTemplate(seen, appearance, cv2.TM_CCOEFF_NORMED)[0, 0])
-        if not similarity >= self.min_similarity:  # also NaN, for a flat patch
+        similarity = likeness(seen, appearance)
+        if similarity < self.min_similarity:
             return None
         return (moved / self.scale).astype(np.float32), similarity
+
+
+def likeness(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two same-sized grey patches (`Carrier.patch`; 0 when either is flat): the
+    likeness check of the visual tracker and of the tracker's association."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
 
 
 def _patch(grey: np.ndarray | None, box: np.ndarray) -> np.ndarray | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .carry import likeness
 from .faces import Face, iou
 
 #: how many of a track's last detections its looks are compared with
@@ -153,13 +154,6 @@ class Tracker:
         dist[(ratio < 0.5) | (ratio > 2.0) | unlike] = np.inf
         _greedy(dist, self.max_distance, pairs)
         return pairs
-
-
-def likeness(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised cross-correlation of two same-sized grey patches (0 when either is flat)."""
-    a, b = a - a.mean(), b - b.mean()
-    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
 
 
 def _greedy(cost: np.ndarray, max_cost: float, pairs: list[tuple[int, int]]) -> None:
