@@ -48,7 +48,7 @@ def build_variants() -> dict[str, str]:
     """Train and correct what runs/ lacks; the model file of each variant."""
     import subprocess
 
-    from prior_correction import correct
+    from fer_ros.learning.posthoc import correct
 
     models = {}
     for name, (config, tau) in VARIANTS.items():
