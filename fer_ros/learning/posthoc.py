@@ -66,9 +66,10 @@ def interpolate(a: str | Path, b: str | Path, alpha: float, out: str | Path) -> 
             raise ModelFileError(f"{a} and {b}: different {key} ({meta_a[key]} / {meta_b[key]}); "
                                  "interpolate two checkpoints of one network")
     sa, sb = model_a.state_dict(), model_b.state_dict()
+    sha = [state_dict_sha256(sa), state_dict_sha256(sb)]  # before b's tensors are overwritten in place
     mixed = {k: torch.lerp(v.float(), sb[k].float(), alpha).to(v.dtype) if v.is_floating_point() else sb[k]
              for k, v in sa.items()}
     model_b.load_state_dict(mixed)
     _save_scored(out, model_b, {**meta_b, "interpolation": {
         "alpha": alpha, "from": [str(a), str(b)],
-        "sha256": [state_dict_sha256(sa), state_dict_sha256(sb)], "metrics_of_b": _metrics(meta_b)}})
+        "sha256": sha, "metrics_of_b": _metrics(meta_b)}})
