@@ -197,3 +197,13 @@ def test_fleet_options_are_checked_before_any_work(study, tmp_path, capsys):
                           "give a folder of <bag name>.csv files")):
         assert main(["replay", str(study), *extra]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_a_bad_model_stops_the_fleet_before_any_bag(study, tmp_path, capsys):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    out = tmp_path / "out"
+    assert main(["replay", str(study), "--out", str(out), "--model", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(broken) in err
+    assert not out.exists()  # nothing was started

@@ -299,11 +299,11 @@ def run(args) -> int:
     bags = find_bags(args.bag)
     _distributed()
     out = check_output(args.out, "--out", "folder", bags)
+    values = replay.parameters(args)
+    _pipeline(configs_from_parameters(values)[0])  # bad parameters, model or detector stop here, before any work
     out.mkdir(parents=True, exist_ok=True)
     if args.video:
         check_output(out / args.video, "--video", "video")
-    values = replay.parameters(args)
-    configs_from_parameters(values)  # bad parameters stop here, before any work
     options = {"topic": args.topic, "namespace": args.namespace, "out_storage": args.out_storage,
                "out_distro": args.out_distro, "max_frames": args.max_frames}
     jobs = make_jobs(bags, out, values, options, args.labels, args.video)
