@@ -28,6 +28,7 @@ from fer_ros.learning.data import load_dataset  # noqa: E402
 from fer_ros.learning.evaluate import evaluate, predict, to_model_labels  # noqa: E402
 from fer_ros.learning.sources import Source, load_source  # noqa: E402
 from fer_ros.metrics import classification_report  # noqa: E402
+from fer_ros.modelfile import read_bytes, sha256  # noqa: E402
 from fer_ros.plots import plot_shares  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -147,14 +148,21 @@ def main() -> int:
     p.add_argument("--shipped", default="fer_ros/weights/fer2013_arch1.onnx", help="the model now shipped")
     p.add_argument("--cache", type=Path, default=Path("runs/crops"), help="the framed-crop cache of training")
     p.add_argument("--json", type=Path, default=Path("runs/mix_table.json"))
+    p.add_argument("--reuse", type=Path, metavar="JSON", help="an earlier --json: rows of models of the same "
+                   "name and file (SHA-256) are kept, not scored again")
     p.add_argument("--plots", type=Path, default=Path("runs"), help="folder for the skew plots (mix_skew_*.png)")
     p.add_argument("--skew", action="append", default=[], metavar="NAME",
                    help="also count this model's labels on utkface_unlabelled (the shipped one and the winner always)")
     args = p.parse_args()
     models = {"shipped until now": args.shipped, **dict(m.split("=", 1) for m in args.model)}
+    earlier = json.loads(args.reuse.read_text())["rows"] if args.reuse else {}
     rows = {}
     for name, path in models.items():
-        rows[name] = {**score(path, args.cache), "hard": hard_cases(path, args.cache)}
+        sha = sha256(read_bytes(path))
+        if earlier.get(name, {}).get("sha256") == sha:
+            rows[name] = earlier[name]
+        else:
+            rows[name] = {**score(path, args.cache), "hard": hard_cases(path, args.cache), "sha256": sha}
         print(f"{name}: " + ", ".join(f"{s} {rows[name][s]['accuracy']:.4f}" for s in SETS), flush=True)
     winner = choose(rows, "shipped until now")
     skews = {n: skew(models[n], args.cache) for n in dict.fromkeys(["shipped until now", winner, *args.skew])}
