@@ -95,16 +95,16 @@ def hard_cases(model: str, cache: Path) -> dict:
     return out
 
 
+def misses(r: dict, base: dict) -> list[str]:
+    """The sets where row `r` is below its floor: PublicTest 68.5%, every other set the shipped model's score."""
+    floors = {"PublicTest": 0.685, **{s: base[s]["accuracy"] for s in SETS[1:]}}
+    return [s for s in SETS if r[s]["accuracy"] < floors[s]]
+
+
 def choose(rows: dict[str, dict], shipped: str) -> str:
-    """The rule declared in MODEL_CARD.md: PublicTest >= 68.5%, every other set >= the shipped model's; among
-    those, the best mean of the four; none: the shipped model."""
-    base = rows[shipped]
-
-    def eligible(r):
-        return r["PublicTest"]["accuracy"] >= 0.685 and all(r[s]["accuracy"] >= base[s]["accuracy"]
-                                                             for s in SETS[1:])
-
-    ok = [n for n, r in rows.items() if n != shipped and eligible(r)]
+    """The rule declared in MODEL_CARD.md: among the models above every floor (see `misses`), the best mean of
+    the four; none: the shipped model."""
+    ok = [n for n, r in rows.items() if n != shipped and not misses(r, rows[shipped])]
     return max(ok, key=lambda n: np.mean([rows[n][s]["accuracy"] for s in SETS])) if ok else shipped
 
 
@@ -126,13 +126,16 @@ def skew(model: str, cache: Path) -> dict:
 
 def markdown(rows: dict[str, dict], winner: str, skews: dict[str, dict]) -> str:
     cases = ["clean", *HARD]
-    lines = ["| model | " + " | ".join(SETS) + " | mean | hard: " + " / ".join(cases) + " |",
-             "|---|" + "---:|" * (len(SETS) + 2)]
-    for name, r in rows.items():
+    base = rows[next(iter(rows))]
+    lines = ["| model | " + " | ".join(SETS) + " | mean | above every floor? | hard: " + " / ".join(cases) + " |",
+             "|---|" + "---:|" * (len(SETS) + 1) + "---|---:|"]
+    for i, (name, r) in enumerate(rows.items()):
         accs = [r[s]["accuracy"] for s in SETS]
         mark = "**" if name == winner else ""
+        below = misses(r, base)
+        floors = "the reference" if i == 0 else f"no: {', '.join(below)}" if below else "yes"
         lines.append(f"| {mark}{name}{mark} | " + " | ".join(f"{a:.1%}" for a in accs) + f" | {np.mean(accs):.1%} | "
-                     + " / ".join(f"{100 * r['hard'][c]:.1f}" for c in cases) + " |")
+                     f"{floors} | " + " / ".join(f"{100 * r['hard'][c]:.1f}" for c in cases) + " |")
     for name, table in skews.items():
         classes = [c for c in next(iter(table.values())) if c != "n"]
         lines += ["", f"Predicted labels on utkface_unlabelled, {name}:", "",
