@@ -62,10 +62,10 @@ class PipelineConfig:
     backend: str = _param("auto", "inference backend: auto (by the model file: .onnx onnxruntime, .pt torch, "
                                   ".engine/.plan tensorrt), onnxruntime, torch or tensorrt", dynamic=False,
                           choices=("auto", "onnxruntime", "torch", "tensorrt"))
-    model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: fer2013 (the default "
-                                     "when empty), ferplus (FER+ labels, 8 classes with contempt) or mix (also "
-                                     "trained on posed photos and film stills; see MODEL_CARD.md)",
-                               dynamic=False)
+    model: str | None = _param(None, "model file (.onnx, .pt, .engine), or a shipped model: mix (the default "
+                                     "when empty: trained on FER2013, posed photos and film stills), fer2013 "
+                                     "(FER2013 only) or ferplus (FER+ labels, 8 classes with contempt); see "
+                                     "MODEL_CARD.md", dynamic=False)
     device: str = _param("cpu", "inference device: cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT "
                                 "provider)", dynamic=False)
     flip_average: bool = _param(True, "average each face with its mirror image: about +1 point of accuracy "

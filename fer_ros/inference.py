@@ -22,9 +22,10 @@ from .preprocess import magnify, to_input
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: the shipped models, by the name a user may give instead of a path (see MODEL_CARD.md)
-SHIPPED = {"fer2013": WEIGHTS / "fer2013_arch1.onnx", "ferplus": WEIGHTS / "ferplus_arch1.onnx",
-           "mix": WEIGHTS / "mix_arch1.onnx"}
-DEFAULT_MODEL = SHIPPED["fer2013"]
+SHIPPED = {"mix": WEIGHTS / "mix_arch1.onnx", "fer2013": WEIGHTS / "fer2013_arch1.onnx",
+           "ferplus": WEIGHTS / "ferplus_arch1.onnx"}
+DEFAULT_NAME = "mix"
+DEFAULT_MODEL = SHIPPED[DEFAULT_NAME]
 #: batch sizes a TensorRT engine is built for (min, opt, max): `fer-ros export` and the TensorRT provider
 TRT_EP_BATCH = (1, 8, 32)
 
@@ -313,14 +314,14 @@ def load_backend(model: str | Path | None = None, backend: str = "onnxruntime", 
                  threads: int = 1) -> Backend:
     """Load and verify a model file for `backend`.
 
-    `model` is a path, the name of a shipped model ("fer2013", "ferplus", "mix") or None for "fer2013".
+    `model` is a path, the name of a shipped model ("mix", "fer2013", "ferplus") or None for "mix".
     backend "auto" picks the one for the file type: .onnx onnxruntime, .pt torch, .engine/.plan tensorrt.
     `threads` sets onnxruntime's intra-op threads on the CPU. Raises ModelFileError for a
     missing, corrupt or mismatched file and FerRosError for an unusable backend or device.
     """
     if backend != "auto" and backend not in BACKENDS:
         raise FerRosError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    path = SHIPPED.get(str(model or "fer2013"), Path(str(model)))
+    path = SHIPPED.get(str(model or DEFAULT_NAME), Path(str(model)))
     kind_ = modelfile.kind(path)
     backend = _backend_for(kind_) if backend == "auto" else backend
     wanted = {"onnxruntime": "onnx", "torch": "pt", "tensorrt": "engine"}[backend]

@@ -25,14 +25,26 @@ def card_metric(name: str) -> dict:
     return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
 
-def test_default_model_describes_itself():
+def test_default_model_describes_itself_and_what_it_learnt_from():
     backend = load_backend()
-    assert backend.path == DEFAULT_MODEL and backend.classes == FER7 and backend.input_size == 48
+    assert backend.path == DEFAULT_MODEL == SHIPPED["mix"] and backend.classes == FER7 and backend.input_size == 48
     meta = backend.metadata
     assert meta["arch"] == "arch1" and meta["params"]["trainable"] == 292_863
+    sources = {s["name"]: s for s in meta["data"]["sources"]}
+    assert {"fer2013", "taiwan:train", "sfew_train:train", "emil_colour:all", "utkface_unlabelled"} <= set(sources)
+    assert sources["utkface_unlabelled"]["targets"] == "soft" and meta["prior_correction"]["tau"] == 0.5
+    mixed = meta["interpolation"]  # 0.75 x fer2013_arch1 + 0.25 x the mixture's model (MODEL_CARD)
+    assert mixed["alpha"] == 0.25 and mixed["from"][0].endswith("fer2013_arch1.pt")
+    assert 0.68 < meta["metrics"]["val_accuracy"] < 0.70
+    assert DEFAULT_MODEL.stat().st_size < 1.3e6
+
+
+def test_fer2013_model_by_name():
+    backend = load_backend("fer2013")
+    assert backend.classes == FER7 and backend.metadata["params"]["trainable"] == 292_863
+    meta = backend.metadata
     assert meta["data"]["train"] == "fer2013.csv.gz:Training" and meta["config"]["optimizer"] == "sgd"
     assert 0.69 < meta["metrics"]["val_accuracy"] < 0.70
-    assert DEFAULT_MODEL.stat().st_size < 1.3e6
 
 
 def test_ferplus_model_by_name():
@@ -40,14 +52,6 @@ def test_ferplus_model_by_name():
         pytest.skip("the FER+ model is not shipped")
     backend = load_backend("ferplus")
     assert backend.classes == FER7 + ("contempt",) and backend.metadata["config"]["soft_labels"]
-
-
-def test_mix_model_by_name_says_what_it_learnt_from():
-    backend = load_backend("mix")
-    assert backend.classes == FER7 and backend.input_size == 48 and backend.metadata["params"]["trainable"] == 292_863
-    sources = {s["name"]: s for s in backend.metadata["data"]["sources"]}
-    assert {"fer2013", "taiwan:train", "sfew_train:train", "emil_colour:all", "utkface_unlabelled"} <= set(sources)
-    assert sources["utkface_unlabelled"]["targets"] == "soft" and backend.metadata["prior_correction"]["tau"] == 0.5
 
 
 def test_checkpoint_and_onnx_agree():
@@ -70,7 +74,8 @@ def test_labelled_photos_through_the_full_pipeline():
     assert sum(right.values()) >= 6, right
 
 
-@pytest.mark.parametrize("name,model,zoom", [("fer2013", None, 1.0), ("fer2013-zoom", None, 1.1), ("mix", "mix", 1.0)])
+@pytest.mark.parametrize("name,model,zoom", [("mix", None, 1.0), ("fer2013", "fer2013", 1.0),
+                                             ("fer2013-zoom", "fer2013", 1.1)])
 def test_model_card_accuracy_is_reproduced_by_evaluate(name, model, zoom):
     from fer_ros.learning.evaluate import evaluate
 
