@@ -13,6 +13,7 @@ blurred and noisy, or lit differently, by the training's own `capture_shift` wit
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -48,24 +49,30 @@ def framer() -> Framer:
     return Framer(load_config(detector_model=str(YUNET)))
 
 
+@functools.cache
+def dev_crops(classes: tuple[str, ...], cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(crops, label indices in `classes`) of ckplus48_dev (as crops) and the dev parts of taiwan and
+    sfew_train (framed by YuNet as at run time), loaded once for every model with those classes."""
+    frames = framer()
+    sets = {"ckplus48_dev": load_dataset(SHARED / "data" / "ckplus48_dev", classes=classes, framer=frames),
+            **{name: load_source(src, frames, cache, classes) for name, src in DEV.items()}}
+    out = {}
+    for name, data in sets.items():
+        keep, y, _ = to_model_labels(data, classes)
+        out[name] = (data.images[keep], y)
+    return out
+
+
 def score(model: str, cache: Path) -> dict:
     """Accuracy (and per-class recall) of `model` on the four validation sets, mirror-averaged."""
-    out = {}
-    for name, kwargs in (("PublicTest", {"data": str(SHARED / "data/fer2013/fer2013.csv.gz"), "split": "PublicTest"}),
-                         ("ckplus48_dev", {"data": str(SHARED / "data/ckplus48_dev"), "crops": "auto"})):
-        r = evaluate(model, flip=True, progress=False, **kwargs)
-        out[name] = {"accuracy": r["accuracy"], "n": r["n"], "recall": {c: v["recall"]
-                                                                        for c, v in r["per_class"].items()}}
+    r = evaluate(model, str(SHARED / "data/fer2013/fer2013.csv.gz"), "PublicTest", flip=True, progress=False)
+    reports = {"PublicTest": r}
     net = load_backend(model, "auto")
-    frames = framer()
-    for name, src in DEV.items():
-        data = load_source(src, frames, cache, net.classes)
-        keep, y, _ = to_model_labels(data, net.classes)
-        probs = predict(net, data.images[keep], flip=True, progress=False)
-        r = classification_report(y, probs.argmax(1), net.classes)
-        out[name] = {"accuracy": r["accuracy"], "n": r["n"],
-                     "recall": {c: v["recall"] for c, v in r["per_class"].items()}}
-    return out
+    for name, (crops, y) in dev_crops(tuple(net.classes), cache).items():
+        probs = predict(net, crops, flip=True, progress=False)
+        reports[name] = classification_report(y, probs.argmax(1), net.classes)
+    return {name: {"accuracy": r["accuracy"], "n": r["n"],
+                   "recall": {c: v["recall"] for c, v in r["per_class"].items()}} for name, r in reports.items()}
 
 
 def hard_cases(model: str, cache: Path) -> dict:
@@ -76,15 +83,8 @@ def hard_cases(model: str, cache: Path) -> dict:
     from fer_ros.learning.train import TrainConfig, capture_shift
 
     net = load_backend(model, "auto")
-    frames = framer()
-    sets = [load_dataset(SHARED / "data" / "ckplus48_dev", classes=net.classes, framer=frames)]
-    sets += [load_source(src, frames, cache, net.classes) for src in DEV.values()]
-    crops, labels = [], []
-    for data in sets:
-        keep, y, _ = to_model_labels(data, net.classes)
-        crops.append(data.images[keep])
-        labels.append(y)
-    crops, y = np.concatenate(crops), np.concatenate(labels)
+    sets = dev_crops(tuple(net.classes), cache).values()
+    crops, y = np.concatenate([c for c, _ in sets]), np.concatenate([y for _, y in sets])
     x = torch.from_numpy(crops).float().div(255).unsqueeze(1)
     out = {"clean": float(np.mean(predict(net, crops, flip=True, progress=False).argmax(1) == y)), "n": len(y)}
     for name, knobs in HARD.items():
